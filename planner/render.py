@@ -1,0 +1,214 @@
+"""Human and machine renderings of check results: rich tables, memory bars, the --json contract."""
+from __future__ import annotations
+
+from .cluster import ClusterProfile
+from .hardware import GPU_CATALOG
+from .plan import Plan
+from .units import GIB, fmt_count
+
+STATUS_STYLE = {"fits": "bold green", "cpu-offload": "yellow", "disk-offload": "red", "does-not-fit": "bold red"}
+
+
+def _g(n: int) -> str:
+    return f"{n / GIB:.1f}"
+
+
+def plan_summary(p: Plan) -> dict:
+    return {
+        "status": p.status,
+        "gpus": p.gpus,
+        "gpu_type": p.gpu_type,
+        "precision": p.precision,
+        "gpu_bytes": [d.total_bytes for d in p.gpu_devices],
+        "gpu_breakdown": [
+            {"device": d.device, "weights_bytes": d.weights_bytes, "kv_cache_bytes": d.kv_cache_bytes,
+             "activation_bytes": d.activation_bytes, "overhead_bytes": d.overhead_bytes, "capacity_bytes": d.capacity_bytes}
+            for d in p.gpu_devices
+        ],
+        "cpu_bytes": p.cpu_bytes,
+        "disk_bytes": p.device("disk").weights_bytes if p.device("disk") else 0,
+        "host_ram_bytes": p.host_ram_bytes,
+        "decode_tokens_per_s": p.speed.decode_tokens_per_s,
+        "prefill_tokens_per_s": p.speed.prefill_tokens_per_s,
+        "load_seconds": p.speed.load_seconds,
+        "conditions": list(p.conditions),
+        "reason": p.reason,
+    }
+
+
+def check_json(results, profile: ClusterProfile, opts) -> dict:
+    models = []
+    for r in results:
+        p, s = r.plan, r.spec
+        models.append({
+            "model": s.model_id,
+            "revision": s.revision,
+            "source": s.source,
+            "architecture": s.architecture,
+            "params_total": s.params_total,
+            "params_active": s.params_active,
+            "checkpoint_bytes": s.checkpoint_bytes,
+            "checkpoint_dtype": s.checkpoint_dtype_label,
+            "kv_bytes_per_token": p.kv_bytes_per_token,
+            "kv_cache_bytes": p.kv_cache_bytes,
+            "plan": plan_summary(p),
+            "alternatives": [plan_summary(a) for a in r.alternatives],
+            "suggestions": list(r.suggestions),
+            "warnings": list(p.warnings),
+            "notes": list(getattr(s, "notes", ()) or ()),
+        })
+    wl = opts.workload
+    part = profile.partition(opts.partition)
+    return {
+        "models": models,
+        "cluster": {"profile": profile.name, **part.to_dict()},
+        "workload": {"context_tokens": wl.context_tokens, "prompt_tokens": wl.prompt_tokens,
+                     "max_new_tokens": wl.max_new_tokens, "batch": wl.batch, "attn_implementation": wl.attn_implementation},
+    }
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _gpu_cell(p: Plan) -> str:
+    if not p.gpu_devices:
+        return "-"
+    return " / ".join(_g(d.total_bytes) for d in p.gpu_devices)
+
+
+def _offload_cell(p: Plan) -> str:
+    parts = []
+    if p.cpu_bytes:
+        parts.append(f"cpu {_g(p.cpu_bytes)}")
+    d = p.device("disk")
+    if d:
+        parts.append(f"disk {_g(d.weights_bytes)}")
+    return ", ".join(parts) or "-"
+
+
+def _speed_cell(p: Plan) -> str:
+    t = p.speed.decode_tokens_per_s
+    return f"{t:.1f}" if t >= 1 else f"{t:.3f}"
+
+
+def print_check(results, profile: ClusterProfile, opts, explain: bool = False) -> None:
+    from rich.table import Table
+
+    con = _console()
+    part = profile.partition(opts.partition)
+    wl = opts.workload
+    gpu = f"{part.gpus_per_node} x {part.gpu.name}" if part.gpu and part.gpus_per_node else "no GPU"
+    con.print(f"[bold]Cluster[/]: {profile.name}/{part.name}: {gpu}, {part.cpus_per_node} CPUs, "
+              f"{part.mem_bytes / 1e9:.0f} GB RAM per node.  [bold]Workload[/]: context {wl.context_tokens} tokens, "
+              f"prompt {wl.prompt_tokens}, batch {wl.batch}, {wl.attn_implementation} attention.  Memory in GiB.")
+    t = Table(show_lines=False, header_style="bold")
+    for col in ("model", "params (active)", "checkpoint", "KV/token", "KV@ctx", "status", "GPUs", "precision",
+                "per-GPU GiB", "offload GiB", "tok/s", "load"):
+        t.add_column(col, overflow="fold")
+    for r in results:
+        p, s = r.plan, r.spec
+        params = fmt_count(s.params_total) + (f" ({fmt_count(s.params_active)})" if s.params_active != s.params_total else "")
+        ckpt = f"{s.checkpoint_bytes / 1e9:.1f} GB {s.checkpoint_dtype_label}"
+        kvt = f"{p.kv_bytes_per_token / 1024:.0f} KiB"
+        t.add_row(s.model_id, params, ckpt, kvt, _g(p.kv_cache_bytes), f"[{STATUS_STYLE[p.status]}]{p.status}[/]",
+                  str(p.gpus) if p.gpus else "-", p.precision, _gpu_cell(p), _offload_cell(p), _speed_cell(p),
+                  f"{p.speed.load_seconds / 60:.0f} min" if p.speed.load_seconds >= 60 else f"{p.speed.load_seconds:.0f} s")
+    con.print(t)
+    for r in results:
+        _print_details(con, r, explain)
+
+
+def _print_details(con, r, explain: bool) -> None:
+    p, s = r.plan, r.spec
+    con.print(f"\n[bold]{s.model_id}[/] [dim]({s.architecture}, {s.source}"
+              f"{', revision ' + s.revision[:12] if s.revision else ', revision not pinned'})[/]")
+    for n in getattr(s, "notes", ()) or ():
+        con.print(f"  [dim]source: {n}[/]")
+    if p.gpu_devices:
+        for d in p.gpu_devices:
+            con.print(f"  GPU {d.device}: {_g(d.total_bytes)} of {_g(d.capacity_bytes)} GiB = weights {_g(d.weights_bytes)} + KV "
+                      f"{_g(d.kv_cache_bytes)} + activations {_g(d.activation_bytes)} + overhead {_g(d.overhead_bytes)}")
+            if explain:
+                con.print("         " + memory_bar(d))
+    if p.host_ram_bytes:
+        con.print(f"  host RAM: {_g(p.host_ram_bytes)} GiB needed (CPU weights {_g(p.cpu_bytes)})"
+                  + (f"; disk offload {_g(p.disk_bytes)} GiB in the offload folder" if p.disk_bytes else ""))
+    if p.status != "does-not-fit":
+        con.print(f"  expect ~{_speed_cell(p)} tokens/s decode, ~{p.speed.prefill_tokens_per_s:.0f} tokens/s prefill, "
+                  f"load ~{p.speed.load_seconds:.0f} s")
+    if p.reason:
+        con.print(f"  [red]why not:[/] {p.reason}")
+    for c in p.conditions:
+        con.print(f"  [yellow]condition:[/] {c}")
+    for w in p.warnings:
+        con.print(f"  [yellow]warning:[/] {w}")
+    if r.suggestions:
+        con.print("  [green]would run on:[/] " + "; ".join(r.suggestions))
+    shown = _interesting_alternatives(r)
+    if shown:
+        con.print("  alternatives:")
+        for a in shown:
+            where = f"{a.gpus} x {a.gpu_type}" if a.gpus else "CPU"
+            if a.status == "does-not-fit":
+                con.print(f"    [dim]-[/] {a.precision} on {where}: [red]no[/] - {a.reason}")
+            else:
+                con.print(f"    [dim]-[/] {a.precision} on {where}: {a.status}, GPU {_gpu_cell(a)} GiB, "
+                          f"offload {_offload_cell(a)}, ~{_speed_cell(a)} tokens/s"
+                          + (f" ({a.conditions[0].split(';')[0]})" if a.conditions else ""))
+
+
+def _interesting_alternatives(r) -> list[Plan]:
+    """One line per precision: the best runnable alternative, else the closest rejection."""
+    by_prec: dict[str, Plan] = {}
+    for a in r.alternatives:
+        cur = by_prec.get(a.precision)
+        score = (a.status != "does-not-fit", a.status == "fits", -a.gpus, a.speed.decode_tokens_per_s)
+        if cur is None or score > (cur.status != "does-not-fit", cur.status == "fits", -cur.gpus, cur.speed.decode_tokens_per_s):
+            by_prec[a.precision] = a
+    return list(by_prec.values())
+
+
+def memory_bar(d, width: int = 50) -> str:
+    cap = max(d.capacity_bytes, d.total_bytes, 1)
+    parts = [("weights", d.weights_bytes, "blue", "W"), ("KV", d.kv_cache_bytes, "magenta", "K"),
+             ("activations", d.activation_bytes, "yellow", "A"), ("overhead", d.overhead_bytes, "red", "O")]
+    out, used = "", 0
+    for _, b, color, ch in parts:
+        n = round(width * b / cap)
+        out += f"[{color}]{ch * n}[/]"
+        used += n
+    free = max(0, width - used)
+    out += f"[green]{'.' * free}[/]"
+    legend = "W weights  K KV cache  A activations  O overhead  . free"
+    return f"|{out}| {legend}"
+
+
+def print_matrix(spec, rows) -> None:
+    from rich.table import Table
+
+    con = _console()
+    t = Table(title=f"{spec.model_id} across the GPU catalog (best plan per node shape)", header_style="bold")
+    for col in ("GPU", "per node", "status", "uses", "precision", "per-GPU GiB", "offload GiB", "tok/s"):
+        t.add_column(col)
+    for row in rows:
+        p = row.plan
+        t.add_row(row.gpu, str(row.gpus_per_node), f"[{STATUS_STYLE[p.status]}]{p.status}[/]", str(p.gpus), p.precision,
+                  _gpu_cell(p), _offload_cell(p), _speed_cell(p))
+    con.print(t)
+
+
+def print_gpus() -> None:
+    from rich.table import Table
+
+    con = _console()
+    t = Table(title="GPU catalog", header_style="bold")
+    for col in ("name", "memory GiB", "HBM GB/s", "CC", "bf16", "fp8", "bf16 TFLOP/s", "host link GB/s", "aliases"):
+        t.add_column(col)
+    for g in GPU_CATALOG.values():
+        t.add_row(g.name, f"{g.memory_bytes / GIB:.1f}", f"{g.hbm_bytes_per_s / 1e9:.0f}", ".".join(map(str, g.compute_capability)),
+                  "yes" if g.bf16 else "no", "yes" if g.fp8 else "no", f"{g.bf16_tflops:.0f}",
+                  f"{g.host_link_bytes_per_s / 1e9:.0f}", ", ".join(g.aliases))
+    con.print(t)
