@@ -221,7 +221,7 @@ def build_candidate(spec: ModelSpec, profile: ClusterProfile, part: Partition, p
         quantization=quantization_for(spec, precision, offloaded, dtype),
         gpu_type=gpu.name if gpu else None, gpus=n_gpus,
         device_map=dict(pl.device_map), devices=tuple(devices),
-        offload_folder="${VPLAN_OFFLOAD_FOLDER}" if disk_names and writes_offload_folder else None,
+        offload_folder="vplan-offload" if disk_names and writes_offload_folder else None,  # VPLAN_OFFLOAD_FOLDER overrides (sbatch: node-local scratch)
         host_ram_bytes=host_total, disk_bytes=pl.disk_bytes, hub_cache_bytes=spec.checkpoint_bytes,
         checkpoint_bytes=spec.checkpoint_bytes, params_total=spec.params_total, params_active=spec.params_active,
         kv_bytes_per_token=memory.kv_bytes_per_token(spec, cache_bytes), kv_cache_bytes=sum(kv.values()),

@@ -68,3 +68,15 @@ class NoFittingPlanError(VplanError):
 
 class SimulationUnsupportedError(VplanError):
     """The simulator cannot represent the requested precision or architecture."""
+
+
+class PreflightError(VplanError):
+    """The node differs from the plan (GPUs, memory, RAM limit, disk, files, packages): nothing was loaded."""
+
+    exit_code = 4
+
+
+class RunError(VplanError):
+    """Loading or generating failed after preflight passed (OOM, load failure); partial output is kept."""
+
+    exit_code = 5

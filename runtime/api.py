@@ -1,0 +1,15 @@
+"""The runtime's Python API in one place (imports torch only when a function that needs it runs).
+
+    from vplan.runtime import load_planned, run_preflight, run_records
+    report = run_preflight(read_plan("plan.json")); report.raise_for_failures()
+    model, tokenizer, load_report = load_planned("plan.json")
+"""
+from __future__ import annotations
+
+from .generate import done_ids, generate_record, read_records, run_records
+from .load import build_from_pretrained_kwargs, load_planned
+from .preflight import Check, GpuInfo, PreflightReport, run_preflight
+from .report import DeviceMeasure, LoadReport, RunReport
+
+__all__ = ["Check", "DeviceMeasure", "GpuInfo", "LoadReport", "PreflightReport", "RunReport", "build_from_pretrained_kwargs",
+           "done_ids", "generate_record", "load_planned", "read_records", "run_preflight", "run_records"]

@@ -1,0 +1,204 @@
+"""Load a model exactly as the plan says: every from_pretrained argument comes from the Plan.
+
+Nothing is guessed at load time: revision, dtype, quantization config, device map, max_memory, offload folder,
+trust_remote_code and attention implementation are the plan's. ``VPLAN_OFFLOAD_FOLDER`` may move the offload
+folder (node-local scratch), and ``model_path`` may point at a local copy of the same checkpoint.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from pathlib import Path
+
+from vplan.planner.errors import PlanFileError, RunError
+from vplan.planner.plan import Plan, read_plan
+
+from .preflight import offload_folder_for
+from .report import (LoadReport, Log, fmt_bytes, gpu_snapshot, load_measures, render_measures, rss_bytes,
+                     stderr_log, tensor_bytes_by_device)
+
+ALLOC_CONF = "expandable_segments:True"
+_QUANT_CLASSES = {"bitsandbytes": "BitsAndBytesConfig", "mxfp4": "Mxfp4Config", "fp8": "FineGrainedFP8Config"}
+_CHECKPOINT_QUANT = ("gptq", "awq", "compressed-tensors", "checkpoint")  # transformers reads the checkpoint's config
+
+
+def set_alloc_conf() -> None:
+    """expandable_segments before CUDA initialises (keeps other settings the user made)."""
+    cur = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
+    if "expandable_segments" not in cur:
+        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = f"{cur},{ALLOC_CONF}" if cur else ALLOC_CONF
+
+
+def device_key(device: str | int):
+    """Plan device strings to transformers': "0" -> 0, "cpu"/"disk" unchanged."""
+    s = str(device)
+    if s.isdigit():
+        return int(s)
+    if s in ("cpu", "disk"):
+        return s
+    raise PlanFileError(f"device {device!r} in the plan is not a GPU index, 'cpu' or 'disk'; re-create the plan with `vplan plan`")
+
+
+def quantization_config(plan: Plan):
+    q = plan.quantization
+    if not q:
+        return None
+    method = q.get("method")
+    if method in _CHECKPOINT_QUANT:
+        return None
+    if method not in _QUANT_CLASSES:
+        raise PlanFileError(f"the plan's quantization method {method!r} is not one the runtime loads "
+                            f"({', '.join(_QUANT_CLASSES)}, or pre-quantized {', '.join(_CHECKPOINT_QUANT[:2])}); re-create the plan")
+    import transformers
+
+    cls = getattr(transformers, _QUANT_CLASSES[method])
+    config = q.get("config") or {}
+    named = {n for n, p in inspect.signature(cls.__init__).parameters.items()
+             if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != "self"}
+    unknown = sorted(set(config) - named)
+    if unknown:  # these classes swallow unknown keywords silently; a plan must not
+        raise PlanFileError(f"the plan's {method} quantization config is invalid for transformers {transformers.__version__} "
+                            f"(unknown keys {unknown}); re-create the plan with `vplan plan`")
+    try:
+        return cls(**config)
+    except (TypeError, ValueError) as e:
+        raise PlanFileError(f"the plan's {method} quantization config is invalid for transformers {transformers.__version__} ({e}); "
+                            "re-create the plan with `vplan plan`") from None
+
+
+def build_from_pretrained_kwargs(plan: Plan, *, local: bool = False, env=None) -> dict:
+    """The keyword arguments for ``AutoModelForCausalLM.from_pretrained``, from the plan only.
+
+    ``local``: loading from a folder, where a Hub revision means nothing and is left out.
+    """
+    import torch
+
+    dtype = getattr(torch, plan.dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        raise PlanFileError(f"the plan's dtype {plan.dtype!r} is not a torch dtype; re-create the plan with `vplan plan`")
+    kw: dict = {"dtype": dtype}
+    if not local and plan.revision:
+        kw["revision"] = plan.revision
+    qc = quantization_config(plan)
+    if qc is not None:
+        kw["quantization_config"] = qc
+    kw["device_map"] = {name: device_key(dev) for name, dev in plan.device_map.items()}
+    max_memory = {device_key(k): int(v) for k, v in plan.max_memory.items() if int(v) > 0}
+    if max_memory:
+        kw["max_memory"] = max_memory
+    if "disk" in plan.device_map.values():
+        folder = offload_folder_for(plan, env)
+        if folder:
+            kw["offload_folder"] = folder
+    kw["trust_remote_code"] = bool(plan.trust_remote_code)
+    kw["attn_implementation"] = plan.workload.attn_implementation
+    return kw
+
+
+def _show_max_memory(mm: dict) -> str:
+    return "{" + ", ".join(f"{k!r}: '{v / 1024**3:.2f}GiB'" for k, v in mm.items()) + "}"
+
+
+def _quiet_bitsandbytes_cast_warning() -> None:
+    """bitsandbytes logs its fp16-cast notice at every 8-bit matmul on CPU: keep the first one only."""
+    import logging
+
+    class _Once(logging.Filter):
+        seen = False
+
+        def filter(self, record):
+            if "inputs will be cast" in str(record.msg):
+                if _Once.seen:
+                    return False
+                _Once.seen = True
+            return True
+
+    logging.getLogger("bitsandbytes.autograd._functions").addFilter(_Once())
+
+
+def _failure_figures(plan: Plan) -> str:
+    planned = ", ".join(f"{'GPU ' + d.device if d.device.isdigit() else d.device} {fmt_bytes(d.total_bytes)}" for d in plan.devices)
+    measured = []
+    try:
+        for i, g in gpu_snapshot().items():
+            measured.append(f"GPU {i} allocated {fmt_bytes(g['allocated_bytes'])}, device used {fmt_bytes(g['device_used_bytes'])}")
+    except Exception:  # the figures are a courtesy; never mask the real failure
+        pass
+    measured.append(f"process RSS {fmt_bytes(rss_bytes())}")
+    return f"planned: {planned}; measured at failure: {'; '.join(measured)}"
+
+
+def is_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+
+
+def load_planned(plan_or_path: Plan | str | os.PathLike, *, model_path: str | None = None, log: Log = stderr_log,
+                 tty: bool | None = None):
+    """Load model and tokenizer as ``plan`` says; returns ``(model, tokenizer, LoadReport)``.
+
+    Raises :class:`RunError` (exit 5) when loading fails, with the plan's figures and the measured ones.
+    """
+    plan = plan_or_path if isinstance(plan_or_path, Plan) else read_plan(plan_or_path)
+    set_alloc_conf()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_bitsandbytes_cast_warning()
+    source = str(model_path) if model_path else plan.model_id
+    local = bool(model_path) or plan.source == "local" or Path(source).is_dir()
+    kwargs = build_from_pretrained_kwargs(plan, local=local)
+    gpus = []
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            gpus.append({"index": i, "name": props.name, "total_bytes": int(props.total_memory)})
+            log(f"[*] GPU {i}: {props.name}, {props.total_memory / 1e9:.1f} GB total memory")
+            torch.cuda.reset_peak_memory_stats(i)
+    elif plan.gpus == 0:
+        log("[*] No GPU: CPU-only plan")
+    if "max_memory" in kwargs:
+        log(f"[*] Setting max_memory: {_show_max_memory(kwargs['max_memory'])}")
+    devices = sorted({str(v) for v in plan.device_map.values()}, key=lambda d: (not d.isdigit(), d))
+    log(f"[*] Loading {source}" + (f"@{plan.revision[:12]}" if plan.revision and not local else "")
+        + f" as {plan.precision} ({plan.dtype}) on {', '.join(devices)}"
+        + (f", offload folder {kwargs['offload_folder']}" if "offload_folder" in kwargs else ""))
+    try:
+        tok_kw = {"trust_remote_code": plan.trust_remote_code}
+        if "revision" in kwargs:
+            tok_kw["revision"] = kwargs["revision"]
+        tokenizer = AutoTokenizer.from_pretrained(source, **tok_kw)
+        rss0 = rss_bytes()
+        t0 = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        load_s = time.perf_counter() - t0
+        rss_delta = rss_bytes() - rss0
+    except Exception as e:
+        what = "out of memory" if is_oom(e) else f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        raise RunError(f"loading {source} failed ({what}); {_failure_figures(plan)}; "
+                       "check `vplan preflight PLAN` and re-plan if the node differs") from e
+    model.eval()
+    log(f"[*] Model loaded successfully! ({load_s:.2f} s)")
+    used = getattr(model, "hf_device_map", None)
+    planned_map = {k: str(v) for k, v in plan.device_map.items()}
+    if len(set(planned_map.values())) > 1:
+        used_s = {k: str(v) for k, v in (used or {}).items()}
+        matches = used_s == planned_map
+        log(f"[*] Device map: {'as planned' if matches else 'DIFFERS from the plan'} "
+            f"({', '.join(f'{d}: {list(planned_map.values()).count(d)}' for d in devices)} modules)")
+        if not matches:
+            diff = sorted(set(used_s.items()) ^ set(planned_map.items()))[:4]
+            log(f"[!] device map differences (first): {diff}")
+    else:
+        matches = used is None or {str(v) for v in used.values()} == set(planned_map.values())
+    tensors = tensor_bytes_by_device(model, used or plan.device_map)
+    measures = load_measures(plan, tensors=tensors, rss_delta=rss_delta, gpus=gpu_snapshot() if gpus else {},
+                             offload_folder=kwargs.get("offload_folder"))
+    render_measures(measures, "Memory after load, measured vs planned", log, tty=tty)
+    shown = {k: (repr(v) if not isinstance(v, (str, int, float, bool, dict)) else v) for k, v in kwargs.items()}
+    report = LoadReport(plan.model_id, source, load_s, planned_map, {k: str(v) for k, v in used.items()} if used else None,
+                        matches, measures, tuple(gpus), shown)
+    return model, tokenizer, report

@@ -1,0 +1,409 @@
+"""Preflight: the node against the plan, in seconds, before any weight is read.
+
+Every check is a :class:`Check` (name, ok, detail, fix): ``detail`` says what was found against what the plan
+needs, ``fix`` the next step. Probes of the outside world are small functions whose inputs can be pointed
+elsewhere (``VPLAN_CGROUP_ROOT``, ``env=``, ``gpus=``) so tests run them against fake nodes. torch is imported
+only by :func:`probe_gpus`, and never in a dry run.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Mapping
+
+from vplan.planner.errors import PreflightError
+from vplan.planner.plan import Plan
+from vplan.planner.units import GIB, gib
+
+UNLIMITED_BYTES = 1 << 60  # cgroup v1 writes ~2^63 for "no limit"
+MIB = 1024**2
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    skipped: bool = False  # dry run: not executed; `detail` says what would be checked
+
+    @property
+    def verdict(self) -> str:
+        return "skip" if self.skipped else ("ok" if self.ok else "FAIL")
+
+    def line(self) -> str:
+        tail = f"; {self.fix}" if (self.fix and not self.ok) else ""
+        return f"[{self.verdict}] {self.name}: {self.detail}{tail}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "verdict": self.verdict}
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+    capability: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    model_id: str
+    plan_status: str
+    dry_run: bool
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.ok)
+
+    def to_dict(self) -> dict:
+        return {"model_id": self.model_id, "plan_status": self.plan_status, "dry_run": self.dry_run, "ok": self.ok,
+                "checks": [c.to_dict() for c in self.checks]}
+
+    def raise_for_failures(self) -> None:
+        bad = self.failures
+        if bad:
+            more = f" (+{len(bad) - 1} more failed check(s): `vplan preflight PLAN`)" if len(bad) > 1 else ""
+            raise PreflightError(f"preflight {bad[0].name}: {bad[0].detail}; {bad[0].fix}{more}")
+
+
+# ----------------------------------------------------------------------------------------------- probes
+def probe_gpus() -> list[GpuInfo]:
+    """Visible CUDA devices via torch (sets the allocator config first, as loading will)."""
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    try:
+        import torch
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    out = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        free, total = torch.cuda.mem_get_info(i)
+        out.append(GpuInfo(i, props.name, int(total), int(free), (props.major, props.minor)))
+    return out
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if not text or text == "max":
+        return None
+    try:
+        v = int(text)
+    except ValueError:
+        return None
+    return None if v >= UNLIMITED_BYTES else v
+
+
+def cgroup_memory_limit(env: Mapping[str, str] | None = None) -> tuple[int | None, str]:
+    """Smallest memory limit on this process's cgroup path (v2 memory.max, v1 memory.limit_in_bytes).
+
+    ``VPLAN_CGROUP_ROOT`` (default /sys/fs/cgroup) and ``VPLAN_PROC_CGROUP`` (default /proc/self/cgroup) point
+    the probe at a fake tree. Returns (bytes or None, file it came from).
+    """
+    env = os.environ if env is None else env
+    root = Path(env.get("VPLAN_CGROUP_ROOT", "/sys/fs/cgroup"))
+    rel_v2, rel_v1 = "", ""
+    try:
+        for line in Path(env.get("VPLAN_PROC_CGROUP", "/proc/self/cgroup")).read_text().splitlines():
+            parts = line.split(":", 2)
+            if len(parts) == 3 and parts[0] == "0" and parts[1] == "":
+                rel_v2 = parts[2].lstrip("/")
+            elif len(parts) == 3 and "memory" in parts[1].split(","):
+                rel_v1 = parts[2].lstrip("/")
+    except OSError:
+        pass
+    candidates: list[Path] = []
+    for base, rel, fname in ((root, rel_v2, "memory.max"), (root / "memory", rel_v1, "memory.limit_in_bytes")):
+        d = base / rel if rel else base
+        while True:
+            candidates.append(d / fname)
+            if d == base or base not in d.parents:
+                break
+            d = d.parent
+    best: tuple[int | None, str] = (None, "")
+    for p in candidates:
+        v = _read_int(p)
+        if v is not None and (best[0] is None or v < best[0]):
+            best = (v, str(p))
+    return best
+
+
+def slurm_memory_limit(env: Mapping[str, str] | None = None) -> tuple[int | None, str]:
+    """SLURM_MEM_PER_NODE, or SLURM_MEM_PER_CPU x SLURM_CPUS_ON_NODE; SLURM's MB are MiB."""
+    env = os.environ if env is None else env
+    try:
+        if env.get("SLURM_MEM_PER_NODE"):
+            return int(env["SLURM_MEM_PER_NODE"]) * MIB, f"SLURM_MEM_PER_NODE={env['SLURM_MEM_PER_NODE']}"
+        if env.get("SLURM_MEM_PER_CPU"):
+            cpus = int(env.get("SLURM_CPUS_ON_NODE") or 1)
+            return int(env["SLURM_MEM_PER_CPU"]) * MIB * cpus, (
+                f"SLURM_MEM_PER_CPU={env['SLURM_MEM_PER_CPU']} x SLURM_CPUS_ON_NODE={cpus}")
+    except ValueError:
+        pass
+    return None, ""
+
+
+def physical_ram_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+
+
+def host_ram_limit(env: Mapping[str, str] | None = None) -> tuple[int, str]:
+    """The job's real RAM ceiling: the smallest of cgroup, SLURM allocation and physical RAM."""
+    found = [cgroup_memory_limit(env), slurm_memory_limit(env), (physical_ram_bytes(), "physical RAM")]
+    return min(((v, src) for v, src in found if v is not None), key=lambda x: x[0])
+
+
+def hf_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("HF_HUB_CACHE"):
+        return Path(env["HF_HUB_CACHE"]).expanduser()
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def is_offline(env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    return env.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def missing_model_files(folder: Path) -> list[str]:
+    """What a folder lacks to load: config.json and every weight shard (index-aware). Empty when complete."""
+    if not folder.is_dir():
+        return [str(folder)]
+    missing = [] if (folder / "config.json").is_file() else ["config.json"]
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        idx = folder / index_name
+        if idx.is_file():
+            try:
+                shards = sorted(set(json.loads(idx.read_text())["weight_map"].values()))
+            except (ValueError, KeyError):
+                return missing + [f"{index_name} (unreadable)"]
+            return missing + [s for s in shards if not (folder / s).is_file()]
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("pytorch_model*.bin")):
+        missing.append("weights (*.safetensors)")
+    return missing
+
+
+def cached_snapshot(model_id: str, revision: str | None, cache_dir: Path) -> Path | None:
+    """The snapshot folder of ``model_id`` at ``revision`` (a commit sha, or a ref such as main) in the HF cache."""
+    repo = cache_dir / ("models--" + model_id.replace("/", "--"))
+    rev = revision or "main"
+    ref = repo / "refs" / rev
+    if ref.is_file():
+        rev = ref.read_text().strip()
+    snap = repo / "snapshots" / rev
+    return snap if snap.is_dir() else None
+
+
+def _free_disk(path: Path) -> tuple[int, Path]:
+    p = path.expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free, p
+
+
+def installed_version(dist: str) -> str | None:
+    if importlib.util.find_spec(dist.replace("-", "_")) is None:
+        return None
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------- the checks
+def offload_folder_for(plan: Plan, env: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if env is None else env
+    return env.get("VPLAN_OFFLOAD_FOLDER") or plan.offload_folder
+
+
+def packages_needed(plan: Plan) -> list[tuple[str, str, str]]:
+    """(distribution, version spec, why) that the plan's precision and requirements need on this node."""
+    need = [("torch", "", "the runtime"), ("transformers", "", "the runtime"), ("accelerate", "", "device maps")]
+    q = plan.quantization or {}
+    method = q.get("method")
+    if method == "bitsandbytes" or plan.precision in ("int8", "nf4", "fp4"):
+        need.append(("bitsandbytes", "", f"{plan.precision} weights"))
+    if method == "mxfp4" and not (q.get("config") or {}).get("dequantize", False) and plan.gpus > 0:
+        need += [("kernels", ">=0.18.2,<0.19", "MXFP4 kept on GPU"), ("triton", ">=3.4", "MXFP4 kept on GPU")]
+    if method in ("gptq", "awq") or plan.precision.startswith(("gptq", "awq")):
+        need.append(("gptqmodel", "", f"{plan.precision} checkpoint"))
+    for dist, spec in (plan.requirements or {}).items():
+        spec = str(spec).strip()
+        if spec and spec[0].isdigit():  # a bare version: the one the plan was made with; same major.minor
+            major_minor = ".".join(spec.split(".")[:2])
+            spec = f"=={major_minor}.*"
+        need.append((dist, spec, "the plan's requirements"))
+    return need
+
+
+def _check_packages(plan: Plan) -> list[Check]:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    out = []
+    for dist, spec, why in packages_needed(plan):
+        have = installed_version(dist)
+        name = f"package {dist}"
+        pip = f"pip install '{dist}{spec}'"
+        if have is None:
+            out.append(Check(name, False, f"{dist} is not installed (needed for {why})", f"run `{pip}` in this environment"))
+            continue
+        try:
+            good = not spec or SpecifierSet(spec).contains(have, prereleases=True)
+        except InvalidSpecifier:
+            good = True
+        if good:
+            out.append(Check(name, True, f"{dist} {have}" + (f" satisfies {spec}" if spec else "")))
+        else:
+            out.append(Check(name, False, f"{dist} {have} installed, the plan needs {spec} ({why})",
+                             f"run `{pip}`, or re-plan here with `vplan plan`"))
+    return out
+
+
+def _capability_needed(plan: Plan) -> tuple[tuple[int, int], str] | None:
+    q = (plan.quantization or {}).get("method")
+    if plan.precision == "fp8" or q == "fp8":
+        return (8, 9), "fp8 weights"
+    if q == "mxfp4" and not ((plan.quantization or {}).get("config") or {}).get("dequantize", False):
+        return (7, 5), "MXFP4 kernels"
+    if plan.dtype == "bfloat16":
+        return (8, 0), "bfloat16"
+    return None
+
+
+def _check_gpus(plan: Plan, gpus: list[GpuInfo], env: Mapping[str, str]) -> list[Check]:
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    where = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+    planned = plan.gpu_devices
+    if plan.gpus == 0:
+        extra = f"; {len(gpus)} GPU(s) visible and unused" if gpus else ""
+        return [Check("gpus", True, f"CPU-only plan, no GPU needed{extra}")]
+    out = []
+    if len(gpus) < plan.gpus:
+        out.append(Check("gpus", False, f"{len(gpus)} GPU(s) visible{where}, the plan needs {plan.gpus} x {plan.gpu_type}",
+                         f"request them (sbatch --gres=gpu:{plan.gpus}) or re-plan with `vplan plan --max-gpus {len(gpus)}`"))
+        return out
+    out.append(Check("gpus", True, f"{len(gpus)} GPU(s) visible{where}, the plan uses {plan.gpus}"))
+    family = (plan.gpu_type or "").split("-")[0].upper()
+    need_cc = _capability_needed(plan)
+    for g, budget in zip(gpus, planned):
+        if family and family not in g.name.upper().replace(" ", ""):
+            out.append(Check(f"gpu {g.index} type", False, f"GPU {g.index} is {g.name}, the plan is for {plan.gpu_type}",
+                             f"run on a {plan.gpu_type} partition or re-plan with `vplan plan --gpu <this GPU type>`"))
+        if need_cc and g.capability and tuple(g.capability) < need_cc[0]:
+            cc, why = need_cc
+            out.append(Check(f"gpu {g.index} capability", False,
+                             f"GPU {g.index} has compute capability {g.capability[0]}.{g.capability[1]}, {why} needs {cc[0]}.{cc[1]}",
+                             "re-plan for this GPU (`vplan plan --gpu ...`) so the precision changes"))
+        need = budget.total_bytes
+        ok = need <= g.free_bytes
+        out.append(Check(f"gpu {g.index} memory", ok,
+                         f"GPU {g.index} ({g.name}) has {gib(g.free_bytes)} free of {gib(g.total_bytes)}, the plan's peak is {gib(need)}",
+                         "" if ok else "free the GPU (other processes hold memory: nvidia-smi) or re-plan with less context/batch"))
+    return out
+
+
+def _check_host_ram(plan: Plan, env: Mapping[str, str]) -> Check:
+    limit, src = host_ram_limit(env)
+    need = plan.host_ram_bytes
+    ok = need <= limit
+    fix = "" if ok else f"request more (sbatch --mem={-(-int(need * 1.1) // GIB)}G) or re-plan with --node-mem {limit // GIB}GiB"
+    return Check("host ram", ok, f"job RAM limit {gib(limit)} ({src}), the plan needs {gib(need)}", fix)
+
+
+def _check_offload_disk(plan: Plan, env: Mapping[str, str]) -> Check | None:
+    folder = offload_folder_for(plan, env)
+    uses_disk = "disk" in plan.device_map.values() or plan.disk_bytes > 0
+    if not uses_disk:
+        return None
+    if not folder:
+        return Check("offload disk", True, "disk offload reads the safetensors shards in place; no offload folder needed")
+    free, existing = _free_disk(Path(folder))
+    if not os.access(existing, os.W_OK):
+        return Check("offload disk", False, f"offload folder {folder} is not writable (nearest existing: {existing})",
+                     "set VPLAN_OFFLOAD_FOLDER to node-local scratch you can write (e.g. $TMPDIR/vplan-offload)")
+    ok = plan.disk_bytes <= free
+    return Check("offload disk", ok, f"{gib(free)} free at {folder}, the plan offloads {gib(plan.disk_bytes)}",
+                 "" if ok else "point VPLAN_OFFLOAD_FOLDER at a larger local scratch or re-plan with --no-disk")
+
+
+def _check_model_files(plan: Plan, model_path: str | None, env: Mapping[str, str]) -> list[Check]:
+    local = model_path or (plan.model_id if plan.source == "local" else None)
+    if local:
+        missing = missing_model_files(Path(local))
+        return [Check("model files", not missing, f"{local}: " + ("complete" if not missing else "missing " + ", ".join(missing[:3])),
+                      "" if not missing else "point --model-path at a folder with config.json and all weight shards")]
+    cache = hf_cache_dir(env)
+    snap = cached_snapshot(plan.model_id, plan.revision, cache)
+    missing = missing_model_files(snap) if snap else ["snapshot"]
+    rev = plan.revision or "main"
+    if not missing:
+        return [Check("model files", True, f"{plan.model_id}@{rev[:12]} is complete in the HF cache ({snap})")]
+    if is_offline(env):
+        what = "is not in" if snap is None else f"is incomplete in (missing {', '.join(missing[:3])})"
+        return [Check("model files", False, f"HF_HUB_OFFLINE=1 and {plan.model_id}@{rev[:12]} {what} the HF cache {cache}",
+                      f"download it where the Hub is reachable: `hf download {plan.model_id} --revision {rev}` with the same HF_HOME")]
+    free, existing = _free_disk(cache)
+    ok = plan.hub_cache_bytes <= free
+    return [Check("hub cache disk", ok, f"{plan.model_id} will be downloaded: {gib(free)} free at {existing}, needs {gib(plan.hub_cache_bytes)}",
+                  "" if ok else "set HF_HOME to a filesystem with room, or download to local scratch and pass --model-path")]
+
+
+def _check_plan(plan: Plan) -> list[Check]:
+    out = []
+    if plan.status == "does-not-fit":
+        out.append(Check("plan", False, f"the plan's status is does-not-fit ({plan.reason or 'no reason given'})",
+                         "pick a plan that fits: `vplan check MODEL` lists the options"))
+    else:
+        out.append(Check("plan", True, f"{plan.model_id} {plan.precision} on {plan.gpus} x {plan.gpu_type or 'no GPU'}, status {plan.status}"))
+    q = plan.quantization or {}
+    cfg = q.get("config") or {}
+    offloads = any(v in ("cpu", "disk") for v in plan.device_map.values())
+    if q.get("method") == "bitsandbytes" and cfg.get("load_in_8bit") and offloads and plan.gpus > 0 \
+            and not cfg.get("llm_int8_enable_fp32_cpu_offload"):
+        out.append(Check("plan quantization", False, "8-bit plan offloads modules to cpu/disk without llm_int8_enable_fp32_cpu_offload",
+                         "re-create the plan with `vplan plan` (transformers refuses this combination)"))
+    return out
+
+
+def run_preflight(plan: Plan, *, model_path: str | None = None, dry_run: bool = False,
+                  gpus: list[GpuInfo] | None = None, env: Mapping[str, str] | None = None) -> PreflightReport:
+    """All checks of the node against ``plan``; ``gpus`` replaces the probe (tests), ``dry_run`` skips GPU ones."""
+    env = os.environ if env is None else env
+    checks = _check_plan(plan)
+    if dry_run:
+        per_gpu = ", ".join(f"GPU {d.device} >= {gib(d.total_bytes)} free" for d in plan.gpu_devices)
+        detail = (f"would check: {plan.gpus} x {plan.gpu_type} visible ({per_gpu})" if plan.gpus
+                  else "would check: nothing (CPU-only plan)")
+        checks.append(Check("gpus", True, detail, skipped=True))
+    else:
+        checks += _check_gpus(plan, probe_gpus() if gpus is None else gpus, env)
+    checks.append(_check_host_ram(plan, env))
+    disk = _check_offload_disk(plan, env)
+    if disk:
+        checks.append(disk)
+    checks += _check_model_files(plan, model_path, env)
+    checks += _check_packages(plan)
+    return PreflightReport(plan.model_id, plan.status, dry_run, tuple(checks))
