@@ -1,0 +1,141 @@
+"""Fixtures for render-sbatch / cluster detect: hand-built Plans and a real single-node SLURM cluster.
+
+The cluster (scripts/slurm-up.sh) is shaped like the default profile: 2 fake GPUs typed `a100`, 4 CPUs,
+122070 MiB (= 128 GB) with SLURM_CI_FAKE=1, MaxTime 2 days. It is started once per session on a free
+port in a private folder, and always torn down. Without SLURM: CI=true fails loudly, locally it skips.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from vplan.planner.cluster import default_profile
+from vplan.planner.plan import DeviceBudget, Plan, Speed, Workload
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+FIXTURES = REPO / "tests" / "fixtures" / "slurm"
+CATALOG = REPO / "planner" / "catalog"
+GIB = 1024**3
+A100_40 = 40536 * 1024**2
+REFRESH_CMD = "VPLAN_REFRESH_GOLDEN=1 /tmp/venv/bin/python -m pytest tests/slurm -q"
+
+
+def make_plan(model_id: str = "Qwen/Qwen3-8B", *, gpus: int = 1, status: str = "fits", weights_bytes: int = 16 * GIB,
+              host_ram_bytes: int = 6 * GIB, cpu_weights_bytes: int = 0, gpu_type: str | None = "A100-40GB",
+              decode: float = 30.0, load_s: float = 20.0, requests: int = 1, revision: str | None = "0123456789abcdef",
+              reason: str | None = None, partition: str = "gpu", source: str = "hub", precision: str = "bf16") -> Plan:
+    per_gpu = weights_bytes // max(gpus, 1)
+    devices = [DeviceBudget(str(i), weights_bytes=per_gpu, kv_cache_bytes=GIB // 2, activation_bytes=GIB // 4,
+                            overhead_bytes=GIB, capacity_bytes=A100_40, max_memory_bytes=A100_40 - 2 * GIB) for i in range(gpus)]
+    if cpu_weights_bytes:
+        devices.append(DeviceBudget("cpu", weights_bytes=cpu_weights_bytes, overhead_bytes=host_ram_bytes - cpu_weights_bytes,
+                                    capacity_bytes=128 * 1000**3, max_memory_bytes=cpu_weights_bytes))
+    return Plan(
+        model_id=model_id, revision=revision, source=source, architecture="llama", status=status, precision=precision,
+        dtype="bfloat16", quantization=None, gpu_type=gpu_type if gpus else None, gpus=gpus,
+        device_map={"model.layers.0": "0" if gpus else "cpu"}, devices=tuple(devices), offload_folder=None,
+        host_ram_bytes=host_ram_bytes, disk_bytes=0, hub_cache_bytes=weights_bytes, checkpoint_bytes=weights_bytes,
+        params_total=weights_bytes // 2, params_active=weights_bytes // 2, kv_bytes_per_token=131072,
+        kv_cache_bytes=GIB // 2 * gpus, workload=Workload(requests=requests),
+        speed=Speed(decode_tokens_per_s=decode, prefill_tokens_per_s=2000.0, load_seconds=load_s, assumptions=("test",)),
+        cluster={"profile": "default", "partition": partition}, config={}, reason=reason,
+        vplan_version="0.1.0", created_at="2026-01-01T00:00:00+00:00",
+    )
+
+
+def catalog_plans() -> list[tuple[str, Plan]]:
+    """One synthesised plan per bundled catalog model on the default profile (until `vplan plan` lands):
+    1 GPU below 30 GiB of weights, 2 GPUs below 70 GiB, then 2 GPUs + CPU offload while host RAM stays under
+    80 % of 128 GB, else does-not-fit."""
+    out = []
+    for f in sorted(CATALOG.glob("*.json")):
+        d = json.loads(f.read_text())
+        w = d["checkpoint"]["total_bytes"]
+        if w < 30 * GIB:
+            p = make_plan(d["model_id"], gpus=1, weights_bytes=w, host_ram_bytes=6 * GIB)
+        elif w < 70 * GIB:
+            p = make_plan(d["model_id"], gpus=2, weights_bytes=w, host_ram_bytes=6 * GIB)
+        else:
+            cpu = w - 70 * GIB
+            host = cpu + 6 * GIB
+            if host < 0.8 * 128e9:
+                p = make_plan(d["model_id"], gpus=2, status="cpu-offload", weights_bytes=70 * GIB, host_ram_bytes=host,
+                              cpu_weights_bytes=cpu, decode=1.5)
+            else:
+                p = make_plan(d["model_id"], gpus=2, status="does-not-fit", weights_bytes=70 * GIB, host_ram_bytes=host,
+                              reason=f"needs {host / GIB:.0f} GiB of host RAM for offloaded weights; the node plans 95 GiB")
+        out.append((d["model_id"], p))
+    return out
+
+
+def live_profile():
+    """The default profile, with the GRES type the test cluster uses."""
+    return replace(default_profile(), gres_typed=True, gres_type_name="a100")
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """A folder with a fake `vplan` on PATH that records its argv, and a hostile subfolder name."""
+    d = tmp_path / "a'; rm -rf ~ #" / "$(touch x)"
+    (d / "bin").mkdir(parents=True)
+    fake = d / "bin" / "vplan"
+    fake.write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$VPLAN_ARGV_FILE"\necho "fake vplan ran"\n')
+    fake.chmod(0o755)
+    return d
+
+
+def _free_port() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port > 60000:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    return 16817
+
+
+def _no_slurm(reason: str):
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"SLURM test cluster unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(f"SLURM test cluster unavailable: {reason} (run scripts/install-slurm.sh as root)")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real slurmctld + slurmd; yields the environment (SLURM_CONF set) for subprocess calls."""
+    if not shutil.which("slurmctld") and not Path("/usr/sbin/slurmctld").exists():
+        if os.geteuid() == 0 and shutil.which("apt-get"):
+            r = subprocess.run(["bash", str(REPO / "scripts" / "install-slurm.sh")], capture_output=True, text=True, timeout=300)
+            if r.returncode != 0:
+                _no_slurm(f"install-slurm.sh failed: {r.stderr[-500:]}")
+        else:
+            _no_slurm("slurmctld is not installed and this is not root")
+    base = tempfile.mkdtemp(prefix="vplan-slurm-", dir="/tmp")
+    env = dict(os.environ, SLURM_CI_DIR=base, SLURM_CI_GPUS="2", SLURM_CI_GPUTYPE="a100", SLURM_CI_CPUS="4",
+               SLURM_CI_MEM="122070", SLURM_CI_FAKE="1", SLURM_CI_MAXTIME="2-00:00:00", SLURM_CI_PORT=str(_free_port()))
+    r = subprocess.run(["bash", str(REPO / "scripts" / "slurm-up.sh")], env=env, capture_output=True, text=True, timeout=90)
+    if r.returncode != 0:
+        subprocess.run(["bash", str(REPO / "scripts" / "slurm-down.sh")], env=env, capture_output=True, timeout=60)
+        _no_slurm(f"slurm-up.sh failed ({r.returncode}): {r.stderr[-1500:]}")
+    env["SLURM_CONF"] = f"{base}/etc/slurm.conf"
+    env["PATH"] = env.get("PATH", "") + ":/usr/sbin"
+    try:
+        yield env
+    finally:
+        subprocess.run(["bash", str(REPO / "scripts" / "slurm-down.sh")], env=env, capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
