@@ -35,6 +35,11 @@ def is_prequantized(spec: ModelSpec) -> bool:
     return bool(spec.checkpoint_quant)
 
 
+def can_dequantize(spec: ModelSpec) -> bool:
+    """MXFP4 and fine-grained FP8 checkpoints load dequantized to bf16 where the kernels are missing."""
+    return _quant_method(spec) in ("mxfp4", "fp8")
+
+
 def _quant_method(spec: ModelSpec) -> str | None:
     q = spec.checkpoint_quant or {}
     return q.get("method")
@@ -206,7 +211,7 @@ def build_candidate(spec: ModelSpec, profile: ClusterProfile, part: Partition, p
         gpu=gpu, gpus=n_gpus, gpu_read_bytes_per_step=gpu_read, host_transfer_bytes_per_step=host_xfer,
         disk_read_bytes_per_step=disk_read, cpu_read_bytes_per_step=cpu_read, layers=spec.num_layers,
         moe_layers=moe_layers, prefill_flops=prefill_flops(spec.params_active, wl.prompt_tokens, wl.batch, attn_pair),
-        prompt_tokens=wl.prompt_tokens, batch=wl.batch, checkpoint_bytes=spec.checkpoint_bytes,
+        prompt_tokens=wl.prompt_tokens, batch=wl.batch, precision=precision, checkpoint_bytes=spec.checkpoint_bytes,
         offload_write_bytes=pl.disk_bytes, storage_bytes_per_s=profile.storage_bytes_per_s,
         scratch_bytes_per_s=profile.scratch_bytes_per_s, cpus=part.cpus_per_node,
     ))

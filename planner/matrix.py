@@ -37,7 +37,9 @@ def suggest_hardware(spec: ModelSpec, opts, limit: int = 3) -> tuple[str, ...]:
     """Setups from the catalog that run the model entirely on GPUs, best precision and least memory first."""
     from .search import QUALITY
 
-    rows = [r for r in hardware_matrix(spec, opts) if r.plan.status == "fits"]
+    # one search per GPU type on an 8-GPU node: the search itself finds the fewest GPUs that fit
+    o = replace(opts, no_offload=True)
+    rows = [r for r in hardware_matrix(spec, o, counts=(8,)) if r.plan.status == "fits"]
     rows.sort(key=lambda r: (QUALITY.get(r.plan.precision, 9), r.plan.gpus * GPU_CATALOG[r.gpu].memory_bytes,
                              -r.plan.speed.decode_tokens_per_s))
     out, seen = [], set()

@@ -68,9 +68,13 @@ def check_json(results, profile: ClusterProfile, opts) -> dict:
 
 
 def _console():
+    import os
+    import shutil
+
     from rich.console import Console
 
-    return Console(highlight=False)
+    cols = int(os.environ.get("COLUMNS", "0") or 0) or shutil.get_terminal_size((160, 40)).columns
+    return Console(highlight=False, width=max(cols, 150))
 
 
 def _gpu_cell(p: Plan) -> str:
@@ -162,11 +166,18 @@ def _print_details(con, r, explain: bool) -> None:
 
 def _interesting_alternatives(r) -> list[Plan]:
     """One line per precision: the best runnable alternative, else the closest rejection."""
+    def score(a: Plan):
+        ok = a.status != "does-not-fit"
+        # runnable: fewest GPUs then fastest; rejected: the attempt with the most GPUs says most
+        slow = bool(a.reason and "slower than the floor" in a.reason)
+        return (ok, a.status == "fits", slow, -a.gpus if ok else a.gpus, a.speed.decode_tokens_per_s)
+
     by_prec: dict[str, Plan] = {}
     for a in r.alternatives:
+        if a.precision == r.plan.precision and a.status == r.plan.status:
+            continue
         cur = by_prec.get(a.precision)
-        score = (a.status != "does-not-fit", a.status == "fits", -a.gpus, a.speed.decode_tokens_per_s)
-        if cur is None or score > (cur.status != "does-not-fit", cur.status == "fits", -cur.gpus, cur.speed.decode_tokens_per_s):
+        if cur is None or score(a) > score(cur):
             by_prec[a.precision] = a
     return list(by_prec.values())
 

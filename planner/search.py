@@ -54,13 +54,14 @@ def precisions_for(spec: ModelSpec, part: Partition, opts: SearchOptions) -> lis
     out: list[str] = []
     if native:
         out.append(native)
+    if not budget.is_prequantized(spec) or budget.can_dequantize(spec):
+        out.append(base)  # plain checkpoints, or MXFP4/FP8 ones transformers dequantizes while loading
     if not budget.is_prequantized(spec):
-        out.append(base)
         if gpu is not None and gpu.fp8:
             out.append("fp8")
         out += ["int8", "nf4"]
-    elif native is None:
-        out.append(base)  # a pre-quantized format the GPU cannot keep: dequantized by transformers
+    elif native is None and not budget.can_dequantize(spec):
+        out.append(base)
     seen: list[str] = []
     for p in out:
         if p not in seen:
@@ -91,26 +92,30 @@ def search(spec: ModelSpec, profile: ClusterProfile, opts: SearchOptions, *, _su
             if c.status == "fits":
                 chosen = chosen or c
                 break
-    # 2. offload plans (on the most GPUs; CPU-only when the partition has none)
-    if chosen is None and not opts.no_offload:
+    # 2. offload plans (on the most GPUs; CPU-only when the partition has none), evaluated always so the
+    #    table can say what offloading would cost; chosen only when nothing fits on GPUs
+    if not opts.no_offload:
         n = gpu_counts[-1]
         offl = []
         for prec in precs:
             for mode in ("cpu", "disk") if opts.allow_disk else ("cpu",):
                 c = budget.build_candidate(spec, profile, part, prec, n, opts, offload=mode)
-                if c.status == "does-not-fit" and c.reason and "slower" not in (c.reason or ""):
-                    cands.append(c)
-                    continue
                 cands.append(c)
                 offl.append(c)
         runnable = [c for c in offl if c.status != "does-not-fit"]
-        if runnable:
+        if runnable and chosen is None:
             chosen = max(runnable, key=lambda c: (c.speed.decode_tokens_per_s, -QUALITY.get(c.precision, 9)))
     suggestions: tuple[str, ...] = ()
     if chosen is None:
         # nothing runnable: report the most useful near miss and what hardware would run it
-        pool = [c for c in cands] or [budget.build_candidate(spec, profile, part, precs[0], gpu_counts[-1], opts, offload="none")]
-        near = max(pool, key=lambda c: (c.speed.decode_tokens_per_s if c.devices else 0.0))
+        # the closest miss: an offload plan that only failed the speed floor (fastest first), else the
+        # all-GPU attempt on the most GPUs at the best precision
+        slow = [c for c in cands if c.reason and "slower than the floor" in c.reason]
+        if slow:
+            near = max(slow, key=lambda c: c.speed.decode_tokens_per_s)
+        else:
+            on_gpu = [c for c in cands if c.gpus == gpu_counts[-1] and not {"cpu", "disk"} & set(c.device_map.values())]
+            near = (on_gpu or cands or [budget.build_candidate(spec, profile, part, precs[0], gpu_counts[-1], opts, offload="none")])[0]
         chosen = replace(near, status="does-not-fit")
         if _suggest:
             from .matrix import suggest_hardware

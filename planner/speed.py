@@ -24,6 +24,10 @@ LAYER_OVERHEAD_S = 0.5e-3
 MOE_LAYER_OVERHEAD_S = 1.0e-3
 # Prefill matmuls at long prompts reach ~40 % of dense bf16 peak in transformers (sdpa).
 PREFILL_MFU = 0.4
+# Quantized matmuls run slower than their bytes suggest: bitsandbytes LLM.int8 decomposes outliers and
+# re-quantizes activations every call (HF reports 2-4x slower generation than fp16); nf4 dequantizes
+# on the fly. Applied to the GPU weight-read time. Public reports, UNMEASURED here.
+KERNEL_SLOWDOWN = {"int8": 2.5, "nf4": 1.3, "bnb-int8": 2.5, "bnb-nf4": 1.3, "gptq-int4": 1.2, "awq-int4": 1.2}
 # CPU-only execution: memory bandwidth per core and bf16/fp32 matmul throughput per core.
 CPU_BYTES_PER_S_PER_CORE = 8e9
 CPU_MAX_BYTES_PER_S = 120e9
@@ -43,6 +47,7 @@ class SpeedInputs:
     layers: int
     moe_layers: int
     prefill_flops: float  # for one forward of prompt_tokens x batch
+    precision: str
     prompt_tokens: int
     batch: int
     checkpoint_bytes: int
@@ -60,7 +65,10 @@ def estimate_speed(s: SpeedInputs) -> Speed:
     if s.gpu is not None and s.gpus > 0:
         hbm = s.gpu.hbm_bytes_per_s * HBM_EFFICIENCY
         link = s.gpu.host_link_bytes_per_s * HOST_LINK_EFFICIENCY
-        t_gpu = s.gpu_read_bytes_per_step / hbm
+        slow = KERNEL_SLOWDOWN.get(s.precision, 1.0)
+        t_gpu = s.gpu_read_bytes_per_step / hbm * slow
+        if slow != 1.0:
+            notes.append(f"{s.precision} kernels assumed {slow:g}x slower than their bytes over HBM")
         transfer = s.host_transfer_bytes_per_step / link
         notes.append(f"HBM {s.gpu.hbm_bytes_per_s / 1e9:.0f} GB/s at {HBM_EFFICIENCY:.0%} efficiency for weights+KV read per step")
         if s.host_transfer_bytes_per_step:
