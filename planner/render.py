@@ -74,7 +74,7 @@ def _console():
     from rich.console import Console
 
     cols = int(os.environ.get("COLUMNS", "0") or 0) or shutil.get_terminal_size((160, 40)).columns
-    return Console(highlight=False, width=max(cols, 150))
+    return Console(highlight=False, width=max(cols, 170))
 
 
 def _gpu_cell(p: Plan) -> str:
@@ -111,7 +111,7 @@ def print_check(results, profile: ClusterProfile, opts, explain: bool = False) -
     t = Table(show_lines=False, header_style="bold")
     for col in ("model", "params (active)", "checkpoint", "KV/token", "KV@ctx", "status", "GPUs", "precision",
                 "per-GPU GiB", "offload GiB", "tok/s", "load"):
-        t.add_column(col, overflow="fold")
+        t.add_column(col, no_wrap=col in ("model", "status", "precision", "checkpoint", "KV/token"), overflow="fold")
     for r in results:
         p, s = r.plan, r.spec
         params = fmt_count(s.params_total) + (f" ({fmt_count(s.params_active)})" if s.params_active != s.params_total else "")
