@@ -7,8 +7,9 @@ simulator in runtime/simulate.py is the truth they are held to):
 - eager: the attention scores at the softmax: 10·B·H·P² (bf16 scores, fp32 copy, fp32 softmax) + the
   bf16 causal mask 2·B·P² + q, repeated K/V and hidden states.
 - gpt-oss (eager only: attention sinks) concatenates a sink column and subtracts the max in bf16:
-  about 6.25·B·H·P² at the `sub`.
-- MoE: routed tokens are gathered per expert: B·P·top_k·(2h + 3·moe_I) elements in flight.
+  6.0625·B·H·P² bytes at the `sub`.
+- MoE: routed tokens are gathered per expert: 4 (DeepSeek: 6, fp32 copies) hidden vectors per
+  (token, expert) pair, 2·B·P·top_k·4h bytes.
 - MLA (deepseek_v2/v3): the cached latent is expanded per head for the whole prompt: K and V of
   B·P·H·(nope+rope+v) elements, plus the attention itself.
 - last-token logits in fp32 (generate passes logits_to_keep=1): B·V·(2+4).
@@ -45,7 +46,10 @@ def estimate(spec, *, batch: int, prompt_tokens: int, attn_implementation: str, 
     terms: dict[str, int] = {}
     if spec.moe and spec.moe.moe_layers:
         k, mi = spec.moe.top_k, spec.moe.moe_intermediate_size
-        terms["moe"] = d * B * P * k * (2 * h + 3 * mi)
+        # routed tokens gathered per expert: 4 hidden-size vectors per (token, expert) in flight; the
+        # DeepSeek-V2 path also keeps fp32 copies of them (6). Fitted to the simulator's MoE peaks.
+        per_copy = 6 if mt in ("deepseek_v2", "deepseek_v3") else 4
+        terms["moe"] = d * B * P * k * per_copy * h
         if spec.moe.n_shared_experts:
             terms["shared_mlp"] = d * B * P * 3 * mi * spec.moe.n_shared_experts
         dense_layers = spec.num_layers - spec.moe.moe_layers
@@ -59,7 +63,7 @@ def estimate(spec, *, batch: int, prompt_tokens: int, attn_implementation: str, 
         terms["mla_expand"] = d * B * P * H * (2 * (nope + r) + v)
     if attn == "eager":
         if mt == "gpt_oss":
-            terms["scores"] = int(6.25 * B * H * P * P)
+            terms["scores"] = int(6.0625 * B * H * P * P)
         else:
             terms["scores"] = 5 * d * B * H * P * P + d * B * P * P
         q_kv = d * B * P * H * hd * (1 if KVH == H else 3)
