@@ -22,7 +22,9 @@ DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "half": "fp1
 def _text_config(config: dict) -> dict:
     """Multimodal wrappers (gemma3, ...) keep the language model in ``text_config``."""
     tc = config.get("text_config")
-    if isinstance(tc, dict) and config.get("model_type") in ("gemma3", "gemma3n", "llama4", "mistral3"):
+    # Multimodal wrappers (gemma3, llama4, mistral3) load as *ForConditionalGeneration with a vision tower
+    # and ``model.language_model.*`` block names: not modelled here, they take the checkpoint fallback.
+    if isinstance(tc, dict) and config.get("model_type") in ():
         merged = dict(tc)
         merged.setdefault("model_type", config["model_type"] + "_text")
         if "tie_word_embeddings" in config and "tie_word_embeddings" not in tc:
@@ -38,6 +40,34 @@ def _req(c: dict, key: str, model_id: str):
     if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
         raise MalformedConfigError(f"config.json of {model_id}: {key} = {v!r} is not a positive integer; fix the config")
     return v
+
+
+def _first(c: dict, *keys, default=None):
+    """Hub configs use the raw names, configs saved by transformers 5 the attribute_map targets."""
+    for k in keys:
+        if c.get(k) is not None:
+            return c[k]
+    return default
+
+
+EXPERT_KEYS = {"mixtral": ("num_local_experts", "num_experts"), "gpt_oss": ("num_local_experts", "num_experts"),
+               "qwen3_moe": ("num_experts", "num_local_experts"),
+               "deepseek_v2": ("n_routed_experts", "num_experts", "num_local_experts"),
+               "deepseek_v3": ("n_routed_experts", "num_local_experts", "num_experts")}
+
+
+def _rotary_buffer_bytes(mt: str, c: dict, hd: int) -> int:
+    """inv_freq + original_inv_freq (fp32) of each rotary embedding (gemma3: one per layer type)."""
+    rp = c.get("rope_parameters") if isinstance(c.get("rope_parameters"), dict) else {}
+    if mt in ("deepseek_v2", "deepseek_v3"):
+        dim = c["qk_rope_head_dim"]
+    else:
+        f = _first(c, "partial_rotary_factor", default=None)
+        if f is None:
+            f = rp.get("partial_rotary_factor", 1.0) if "rope_type" in rp or not rp else 1.0
+        dim = int(hd * f)
+    sets = 2 if mt == "gemma3_text" else 1
+    return sets * 2 * 4 * ((dim + 1) // 2)
 
 
 def normalize_quant(config: dict) -> dict | None:
@@ -78,10 +108,12 @@ def analyze(model_id: str, revision: str | None, source: str, config: dict,
     tied = bool(c.get("tie_word_embeddings", mt in TIED_DEFAULT))
 
     moe = _moe_spec(mt, c, L)
-    blocks = [Block("model.embed_tokens", None, {"embedding": V * h}), Block("model.rotary_emb", None, {})]
+    scaled_emb = 1 if mt in TIED_DEFAULT else 0  # gemma's ScaledWordEmbedding.embed_scale buffer
+    blocks = [Block("model.embed_tokens", None, {"embedding": V * h}, compute_buffer_elements=scaled_emb),
+              Block("model.rotary_emb", None, {}, fp32_buffer_bytes=_rotary_buffer_bytes(mt, c, hd))]
     for i in range(L):
         blocks.append(_layer(mt, c, i, h, H, KVH, hd, I, moe))
-    blocks.append(Block("model.norm", None, {"other": h}))
+    blocks.append(Block("model.norm", None, {"other": h}, fp32_if_fp16=h if mt == "gpt_oss" else 0))
     blocks.append(Block("lm_head", None, {} if tied else {"lm_head": V * h}))
     attn = tuple(_attention(mt, c, i, KVH, hd) for i in range(L))
     return ModelSpec(
@@ -96,38 +128,49 @@ def analyze(model_id: str, revision: str | None, source: str, config: dict,
 def _is_moe_layer(mt: str, c: dict, i: int) -> bool:
     if mt in ("mixtral", "gpt_oss"):
         return True
-    if mt == "qwen3_moe":
+    if mt == "qwen3_moe":  # modeling_qwen3_moe.py Qwen3MoeDecoderLayer.__init__
         if i in (c.get("mlp_only_layers") or []):
             return False
         step = c.get("decoder_sparse_step", 1) or 1
-        return c.get("num_experts", 0) > 0 and (i + 1) % step == 0
+        return (_first(c, *EXPERT_KEYS[mt], default=0) or 0) > 0 and (i + 1) % step == 0
     if mt in ("deepseek_v2", "deepseek_v3"):
-        return (c.get("n_routed_experts") is not None and i >= c.get("first_k_dense_replace", 0)
-                and i % (c.get("moe_layer_freq", 1) or 1) == 0)
+        # transformers 5.23 builds the MoE block for every layer >= first_k_dense_replace and ignores
+        # moe_layer_freq (modeling_deepseek_v2.py DeepseekV2DecoderLayer.__init__); so do we.
+        return i >= (c.get("first_k_dense_replace") or 0)
     return False
 
 
 def _moe_spec(mt: str, c: dict, L: int) -> MoeSpec | None:
     if mt not in MOE:
         return None
-    n = {"mixtral": "num_local_experts", "qwen3_moe": "num_experts", "gpt_oss": "num_local_experts"}.get(mt, "n_routed_experts")
-    k = {"gpt_oss": "experts_per_token"}.get(mt, "num_experts_per_tok")
-    E = c.get(n) or 0
-    topk = c.get(k) or c.get("num_experts_per_tok") or 2
+    E = _first(c, *EXPERT_KEYS[mt], default=0) or 0
+    topk = _first(c, "experts_per_token", "num_experts_per_tok", default=2) if mt == "gpt_oss" else \
+        _first(c, "num_experts_per_tok", default=2)
     moe_i = c.get("moe_intermediate_size") or c.get("intermediate_size")
     layers = sum(1 for i in range(L) if _is_moe_layer(mt, c, i))
-    return MoeSpec(E, c.get("n_shared_experts") or 0, topk, moe_i, layers)
+    h = c["hidden_size"]
+    per_layer = E * (3 * h * moe_i + (2 * moe_i + h if mt == "gpt_oss" else 0))
+    return MoeSpec(E, c.get("n_shared_experts") or 0, topk, moe_i, layers, per_layer)
 
 
-def _mlp_linears(h: int, inter: int) -> list[tuple[int, int]]:
-    return [(inter, h), (inter, h), (h, inter)]  # gate, up, down (phi3 fuses gate+up: same counts)
+def _mlp_linears(mt: str, h: int, inter: int) -> list[tuple[int, int]]:
+    if mt == "phi3":  # fused gate_up_proj (modeling_phi3.py Phi3MLP)
+        return [(2 * inter, h), (h, inter)]
+    return [(inter, h), (inter, h), (h, inter)]  # gate, up, down
+
+
+ATTN_BIAS_FLAG = {"llama", "qwen3", "qwen3_moe", "gpt_oss", "gemma2", "gemma3_text"}  # q,k,v,o bias=attention_bias
+MLP_BIAS_FLAG = {"llama", "deepseek_v2"}  # gate/up/down bias=mlp_bias
 
 
 def _layer(mt, c, i, h, H, KVH, hd, I, moe: MoeSpec | None) -> Block:
     linears: list[tuple[int, int]] = []
     bias = 0
     other = 2 * h  # input + post-attention norms
-    experts = routed = 0
+    fp32_if_fp16 = 2 * h if mt == "gpt_oss" else 0  # GptOssPreTrainedModel._keep_in_fp32_modules
+    fp32_buffers = 0
+    experts = routed = ebias = 0
+    eshapes: tuple[tuple[int, int, int], ...] = ()
     if mt in FOUR_NORMS:
         other += 2 * h
     # attention
@@ -141,40 +184,51 @@ def _layer(mt, c, i, h, H, KVH, hd, I, moe: MoeSpec | None) -> Block:
             linears.append((H * (nope + rope), h))
         linears += [(kvr + rope, h), (H * (nope + vhd), kvr), (h, H * vhd)]
         other += kvr
-        if c.get("attention_bias"):
-            bias += (qr or 0) + (kvr + rope) if qr else (H * (nope + rope)) + (kvr + rope)
+        if c.get("attention_bias"):  # q_a_proj, kv_a_proj_with_mqa, o_proj (q_proj / kv_b_proj: bias=False)
+            bias += (qr or 0) + kvr + rope + h
     else:
-        linears += [(H * hd, h), (KVH * hd, h), (KVH * hd, h), (h, H * hd)]
-        if mt == "qwen2" or (mt in ("llama", "qwen3", "qwen3_moe", "gpt_oss", "mistral") and c.get("attention_bias")):
-            bias += H * hd + 2 * KVH * hd
-            if mt != "qwen2":
-                bias += h
+        if mt == "phi3":
+            linears += [(H * hd + 2 * KVH * hd, h), (h, H * hd)]  # fused qkv_proj
+        else:
+            linears += [(H * hd, h), (KVH * hd, h), (KVH * hd, h), (h, H * hd)]
+        if mt == "qwen2":
+            bias += H * hd + 2 * KVH * hd  # q, k, v always biased, o not
+        elif mt in ATTN_BIAS_FLAG and c.get("attention_bias"):
+            bias += H * hd + 2 * KVH * hd + h
         if mt in QK_NORM:
             other += 2 * hd
         if mt == "gpt_oss":
             other += H  # attention sinks
     # feed-forward
+    mlp_bias = mt in MLP_BIAS_FLAG and bool(c.get("mlp_bias"))
     if moe is not None and _is_moe_layer(mt, c, i):
         E, mi = moe.n_routed_experts, moe.moe_intermediate_size
+        eshapes = ((E, 2 * mi, h), (E, h, mi))
         if mt == "gpt_oss":
-            routed = E * (h * 2 * mi + 2 * mi + mi * h + h)  # fused gate_up/down with their biases
+            ebias = E * (2 * mi + h)  # gate_up_proj_bias, down_proj_bias
+            routed = E * 3 * h * mi + ebias
             other += E * h + E  # router weight + bias
         else:
             routed = E * 3 * h * mi
-            other += E * h  # router
+            other += E * h  # router (a bare Parameter, not nn.Linear)
+        if mt == "deepseek_v3":
+            fp32_buffers += 4 * E  # gate.e_score_correction_bias, _keep_in_fp32_modules_strict
         experts = routed
         if moe.n_shared_experts and mt in ("deepseek_v2", "deepseek_v3"):
-            linears += _mlp_linears(h, mi * moe.n_shared_experts)
+            linears += _mlp_linears(mt, h, mi * moe.n_shared_experts)
+            if mlp_bias:
+                bias += 2 * mi * moe.n_shared_experts + h
     else:
-        linears += _mlp_linears(h, I)
-        if mt == "llama" and c.get("mlp_bias"):
+        linears += _mlp_linears(mt, h, I)
+        if mlp_bias:
             bias += 2 * I + h
     params = {"linear": sum(o * n for o, n in linears), "other": other}
     if bias:
         params["linear_bias"] = bias
     if experts:
         params["experts"] = experts
-    return Block(f"model.layers.{i}", i, params, tuple(linears), routed)
+    return Block(f"model.layers.{i}", i, params, tuple(linears), routed, expert_shapes=eshapes,
+                 expert_bias_params=ebias, fp32_buffer_bytes=fp32_buffers, fp32_if_fp16=fp32_if_fp16)
 
 
 def _layer_types(mt: str, c: dict) -> list[str] | None:
@@ -187,11 +241,16 @@ def _layer_types(mt: str, c: dict) -> list[str] | None:
     if mt == "gemma3_text":
         pat = c.get("sliding_window_pattern", 6) or 6
         return ["full_attention" if (i + 1) % pat == 0 else "sliding_attention" for i in range(L)]
+    # Without layer_types the cache marks a layer sliding when its config has a sliding_window
+    # (cache_utils.get_layer_types_and_kwargs); qwen configs null it unless use_sliding_window, and only
+    # qwen2/qwen3 derive per-layer types from max_window_layers (configuration_qwen2.py / _qwen3.py).
     sw = c.get("sliding_window")
-    if mt in ("mistral", "mixtral") and sw:
+    if mt in ("mistral", "mixtral", "phi3") and sw:
         return ["sliding_attention"] * L
-    if mt in ("qwen2", "qwen3", "qwen3_moe") and sw and c.get("use_sliding_window"):
-        mwl = c.get("max_window_layers", L)
+    if mt == "qwen3_moe" and sw and c.get("use_sliding_window"):
+        return ["sliding_attention"] * L
+    if mt in ("qwen2", "qwen3") and sw and c.get("use_sliding_window"):
+        mwl = c.get("max_window_layers", 28)
         return ["sliding_attention" if i >= mwl else "full_attention" for i in range(L)]
     return None
 
@@ -204,7 +263,9 @@ def _attention(mt: str, c: dict, i: int, KVH: int, hd: int) -> AttentionLayer:
     window = c.get("sliding_window") if kind == "sliding" else None
     if kind == "sliding" and not window:
         kind = "full"
-    return AttentionLayer(i, kind, 2 * KVH * hd, (window - 1) if window else None)
+    if mt in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window"):
+        kind, window = "full", None  # the config class sets sliding_window = None
+    return AttentionLayer(i, kind, 2 * KVH * hd, (window - 1) if window else None, window if window else None)
 
 
 def _fallback(model_id, revision, source, c, checkpoint, quant, dtype, notes) -> ModelSpec:
@@ -214,15 +275,19 @@ def _fallback(model_id, revision, source, c, checkpoint, quant, dtype, notes) ->
             f"{model_id}: architecture {mt!r} is not modelled by vplan and no per-tensor checkpoint metadata is "
             "available to size it; use a safetensors checkpoint (Hub or local folder) or open an issue"
         )
-    # Sizes: stored bytes per block as parameters at 2 bytes (bf16 equivalent); KV from standard fields.
-    blocks = tuple(Block(name, _layer_idx(name), {"other": b // 2}) for name, b in checkpoint.bytes_by_block.items())
+    # Parameters per block from the stored bytes at the checkpoint's mean bytes per element (exact for
+    # single-dtype checkpoints); all counted as "other" (never quantized by vplan); KV from standard fields.
+    elems = checkpoint.params_total or checkpoint.total_bytes // 2
+    per = checkpoint.total_bytes / elems if elems else 2.0
+    blocks = tuple(Block(name, _layer_idx(name), {"other": round(b / per)}) for name, b in checkpoint.bytes_by_block.items())
     h = c.get("hidden_size") or 0
     H = c.get("num_attention_heads") or 1
     KVH = c.get("num_key_value_heads") or H
     hd = c.get("head_dim") or (h // H if h else 0)
     L = c.get("num_hidden_layers") or sum(1 for b in blocks if b.layer_index is not None)
     attn = tuple(AttentionLayer(i, "full", 2 * KVH * hd) for i in range(L)) if hd else ()
-    warn = (f"architecture {mt!r} is not modelled: weights from checkpoint metadata bytes per block, KV cache "
+    warn = (f"architecture {mt!r} is not modelled: weights from checkpoint metadata bytes per block (not quantizable "
+            f"by vplan), KV cache "
             f"assumed full attention with {KVH} KV heads x {hd} dims, activations not estimated; treat as approximate")
     return ModelSpec(
         model_id=model_id, revision=revision, source=source, architecture=mt, hidden_size=h, num_layers=L, num_heads=H,

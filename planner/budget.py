@@ -125,7 +125,7 @@ def build_candidate(spec: ModelSpec, profile: ClusterProfile, part: Partition, p
     cache_bytes = 2  # KV cache in the compute dtype (bf16/fp16)
     w_gpu = memory.weight_bytes_by_block(spec, precision)
     w_cpu = memory.weight_bytes_by_block(spec, precision, cpu_offload_fp32=precision in BNB)
-    kv = memory.kv_cache_bytes_by_block(spec, wl.context_tokens, wl.batch, cache_bytes)
+    kv = memory.kv_cache_bytes_by_block(spec, wl.context_tokens, wl.batch, cache_bytes, prompt_tokens=wl.prompt_tokens)
     act = activations.activation_peak_bytes_for_spec(spec, batch=wl.batch, prompt_tokens=wl.prompt_tokens,
                                                      attn_implementation=wl.attn_implementation, dtype_bytes=cache_bytes)
     writes_offload_folder = hostmod.needs_offload_folder(spec, precision)

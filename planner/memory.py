@@ -1,47 +1,79 @@
 """Weights as the runtime holds them, and the KV cache, in bytes (DESIGN.md "Memory model").
 
-Precisions: bf16 / fp16 / fp32 (every parameter at that width), int8 (bitsandbytes LLM.int8: Linear
-weights 1 byte + one fp32 scale per output row), nf4 (bitsandbytes 4-bit: 0.5 byte + one fp32 absmax per
-64-element block, no double quantization), fp8 (fine-grained e4m3: 1 byte + one fp32 scale per 128x128
-block of each Linear), mxfp4 (gpt-oss experts: 4-bit values + one byte scale per 32 elements), and
-pre-quantized checkpoints kept as stored (gptq/awq/bnb: the checkpoint's own bytes per block).
-Everything bitsandbytes / fp8 do not convert (embeddings, lm_head, norms, routers, fused MoE experts)
-stays in the compute dtype.
+Precisions (``PRECISIONS``): bf16 / fp16 / fp32 (every parameter at that width; fp16 keeps the
+``_keep_in_fp32_modules`` in fp32), int8 (bitsandbytes LLM.int8: Linear weights 1 byte + one fp32 SCB
+per output row), nf4 (bitsandbytes 4-bit: 0.5 byte + one fp32 absmax per 64-element block + the
+16-entry fp32 code of each QuantState, no double quantization), fp8 (fine-grained e4m3: 1 byte + one
+fp32 scale per 128x128 block of each Linear and of the fused experts), mxfp4 (gpt-oss experts: 4-bit
+values + one U8 scale per 32 elements; the expert biases are fp32 in ``Mxfp4GptOssExperts``), and
+pre-quantized checkpoints kept as stored (gptq/awq/bnb: the checkpoint's own bytes per block, else the
+analytic packed layout). What each method converts: see the docstring of :mod:`vplan.planner.model`.
+Buffers (rotary inv_freq, gemma embed_scale, DeepSeek-V3 e_score_correction_bias) are included.
 """
 from __future__ import annotations
 
 from .model import Block, ModelSpec
 
 COMPUTE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+PRECISIONS = ("bf16", "fp16", "fp32", "fp8", "mxfp4", "int8", "nf4",
+              "gptq-int4", "gptq-int8", "awq-int4", "bnb-int8", "bnb-nf4")
 NF4_BLOCK = 64  # bitsandbytes Params4bit blocksize used by transformers (bnb_4bit_use_double_quant=False)
+NF4_CODE_BYTES = 64  # QuantState.code: the 16-value fp32 NF4 table, one per quantized weight
 FP8_BLOCK = 128
 MXFP4_GROUP = 32
 
 
-def _ceil_div(a: int, b: int) -> int:
+def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _block_bytes(b: Block, precision: str, compute: int) -> int:
+def _buffers(b: Block, compute: int) -> int:
+    return b.fp32_buffer_bytes + b.compute_buffer_elements * compute
+
+
+def _nf4_linear(o: int, i: int) -> int:
+    return _cdiv(o * i, 2) + 4 * _cdiv(o * i, NF4_BLOCK) + NF4_CODE_BYTES
+
+
+def _gptq_linear(o: int, i: int, bits: int, group: int, g_idx: bool) -> int:
+    g = i if not group or group < 0 else group
+    groups = _cdiv(i, g)
+    # qweight [i*bits/32, o] I32, qzeros [groups, o*bits/32] I32, scales [groups, o] F16, g_idx [i] I32
+    return i * o * bits // 8 + groups * _cdiv(o * bits, 32) * 4 + groups * o * 2 + (4 * i if g_idx else 0)
+
+
+def _block_bytes(b: Block, precision: str, compute: int = 2, quant: dict | None = None) -> int:
     p = b.params
     lin = p.get("linear", 0)
-    rest = sum(v for k, v in p.items() if k != "linear")
+    exp = p.get("experts", 0)
+    rest = b.params_total - lin
     if precision in COMPUTE_BYTES:
-        return b.params_total * COMPUTE_BYTES[precision]
-    if precision == "int8":
-        return lin + 4 * b.linear_out_features + rest * compute
-    if precision == "nf4":
-        packed = sum(_ceil_div(o * i, 2) for o, i in b.linear_shapes)
-        absmax = sum(4 * _ceil_div(o * i, NF4_BLOCK) for o, i in b.linear_shapes)
-        return packed + absmax + rest * compute
+        c = COMPUTE_BYTES[precision]
+        return b.params_total * c + (2 * b.fp32_if_fp16 if precision == "fp16" else 0) + _buffers(b, c)
+    buf = _buffers(b, compute)
+    if precision in ("int8", "bnb-int8"):
+        return lin + 4 * b.linear_out_features + rest * compute + buf
+    if precision in ("nf4", "bnb-nf4"):
+        return sum(_nf4_linear(o, i) for o, i in b.linear_shapes) + rest * compute + buf
     if precision == "fp8":
-        scales = sum(4 * _ceil_div(o, FP8_BLOCK) * _ceil_div(i, FP8_BLOCK) for o, i in b.linear_shapes)
-        return lin + scales + rest * compute
+        if b.expert_bias_params:
+            raise ValueError("fp8: transformers' FP8Experts does not support biased experts (gpt-oss); use mxfp4 or bf16")
+        lin_b = sum(o * i + 4 * _cdiv(o, FP8_BLOCK) * _cdiv(i, FP8_BLOCK) for o, i in b.linear_shapes)
+        # _alloc_expert_proj: scales [E, max(cdiv(out,128), 2 for gate_up), cdiv(in,128)]
+        exp_b = sum(e * o * i + 4 * e * max(_cdiv(o, FP8_BLOCK), 2 if k == 0 else 1) * _cdiv(i, FP8_BLOCK)
+                    for k, (e, o, i) in enumerate(b.expert_shapes))
+        return lin_b + exp_b + (rest - exp) * compute + buf
     if precision == "mxfp4":
-        e = p.get("experts", 0)
-        # expert biases are part of "experts" in the count but stay bf16: gpt-oss keeps E*(2I+h) biases
-        return _ceil_div(e, 2) + _ceil_div(e, MXFP4_GROUP) + (b.params_total - e) * compute
-    raise ValueError(f"unknown precision {precision!r}")
+        # Mxfp4GptOssExperts: U8 blocks (2 values a byte) + U8 scales per 32 values, fp32 biases
+        w = sum(e * o * i // 2 + e * o * _cdiv(i, MXFP4_GROUP) for e, o, i in b.expert_shapes)
+        return w + 4 * b.expert_bias_params + (b.params_total - exp) * compute + buf
+    if precision.startswith(("gptq-", "awq-")):
+        bits = int(precision.rsplit("int", 1)[1])
+        group = int((quant or {}).get("group_size") or 128)
+        g_idx = precision.startswith("gptq")
+        lin_b = sum(_gptq_linear(o, i, bits, group, g_idx) for o, i in b.linear_shapes)
+        return lin_b + (rest - p.get("linear_bias", 0)) * compute + p.get("linear_bias", 0) * 2 + buf
+    raise ValueError(f"unknown precision {precision!r}; one of {', '.join(PRECISIONS)}")
 
 
 def weight_bytes_by_block(spec: ModelSpec, precision: str, *, cpu_offload_fp32: bool = False) -> dict[str, int]:
@@ -56,20 +88,20 @@ def weight_bytes_by_block(spec: ModelSpec, precision: str, *, cpu_offload_fp32: 
 
 
 def _weight_bytes_by_block(spec: ModelSpec, precision: str, cpu_offload_fp32: bool) -> dict[str, int]:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; one of {', '.join(PRECISIONS)}")
     if cpu_offload_fp32:
-        return {b.name: b.params_total * 4 for b in spec.blocks}
-    compute = 2
-    if _keeps_stored_format(spec, precision) and spec.checkpoint and spec.checkpoint.bytes_by_block:
-        stored = spec.checkpoint.bytes_by_block
-        if precision == "mxfp4":
-            return {b.name: stored.get(b.name, _block_bytes(b, precision, compute)) for b in spec.blocks}
-        return {b.name: stored.get(b.name, 0) for b in spec.blocks}
-    if precision in ("gptq-int4", "awq-int4", "gptq-int8", "awq-int8", "bnb-int8", "bnb-nf4"):
-        eff = {"bnb-int8": "int8", "bnb-nf4": "nf4"}.get(precision, "nf4")
-        return {b.name: _block_bytes(b, eff, compute) for b in spec.blocks}
+        return {b.name: b.params_total * 4 + _buffers(b, 4) for b in spec.blocks}
+    stored = spec.checkpoint.bytes_by_block if spec.checkpoint else {}
+    if _keeps_stored_format(spec, precision) and stored and precision != "mxfp4":
+        # as stored (gptq/awq/bnb/fp8 checkpoints): the checkpoint's bytes + runtime buffers
+        return {b.name: stored.get(b.name, 0) + _buffers(b, 2) for b in spec.blocks}
     if not spec.known_architecture:
-        return {b.name: b.params_total * COMPUTE_BYTES.get(precision, 2) for b in spec.blocks}
-    return {b.name: _block_bytes(b, precision, compute) for b in spec.blocks}
+        c = COMPUTE_BYTES.get(precision, 2)
+        if precision not in COMPUTE_BYTES and stored:
+            return {b.name: stored.get(b.name, 0) for b in spec.blocks}
+        return {b.name: b.params_total * c for b in spec.blocks}
+    return {b.name: _block_bytes(b, precision, 2, spec.checkpoint_quant) for b in spec.blocks}
 
 
 def _keeps_stored_format(spec: ModelSpec, precision: str) -> bool:
@@ -90,14 +122,44 @@ def kv_bytes_per_token(spec: ModelSpec, cache_dtype_bytes: int = 2) -> int:
     return sum(a.kv_elements_per_token for a in spec.attention if a.kind in ("full", "mla")) * cache_dtype_bytes
 
 
-def kv_cache_bytes_by_block(spec: ModelSpec, context_tokens: int, batch: int, cache_dtype_bytes: int = 2) -> dict[str, int]:
-    """The whole cache for ``batch`` sequences of ``context_tokens``: sliding layers keep their window."""
-    out: dict[str, int] = {}
-    for a in spec.attention:
-        tokens = min(context_tokens, a.window_tokens) if a.kind == "sliding" and a.window_tokens else context_tokens
-        out[f"model.layers.{a.index}"] = a.kv_elements_per_token * tokens * batch * cache_dtype_bytes
-    return out
+def kv_tokens_held(layer, context_tokens: int, prompt_tokens: int | None = None) -> int:
+    """Tokens whose K/V storage one layer holds at its peak during a ``generate()`` that prefills
+    ``prompt_tokens`` (default: the whole context, the worst case) and decodes to ``context_tokens``.
+
+    Full/MLA layers: the context. Sliding layers (``DynamicSlidingWindowLayer``): the prompt right after
+    prefill (the kept window is a view of the concatenated prompt), then ``sliding_window`` tokens of
+    storage per decode step (a view of ``sliding_window - 1`` over the ``cat`` result)."""
+    if layer.kind != "sliding" or not layer.sliding_window:
+        return context_tokens
+    prompt = context_tokens if prompt_tokens is None else min(prompt_tokens, context_tokens)
+    return max(prompt, min(context_tokens, layer.sliding_window))
 
 
-def kv_cache_bytes(spec: ModelSpec, context_tokens: int, batch: int, cache_dtype_bytes: int = 2) -> int:
-    return sum(kv_cache_bytes_by_block(spec, context_tokens, batch, cache_dtype_bytes).values())
+def kv_cache_bytes_by_block(spec: ModelSpec, context_tokens: int, batch: int, cache_dtype_bytes: int = 2, *,
+                            prompt_tokens: int | None = None) -> dict[str, int]:
+    """The whole cache for ``batch`` sequences (bytes of storage held, per layer block); see kv_tokens_held."""
+    return {f"model.layers.{a.index}": a.kv_elements_per_token * kv_tokens_held(a, context_tokens, prompt_tokens)
+            * batch * cache_dtype_bytes for a in spec.attention}
+
+
+def kv_cache_bytes(spec: ModelSpec, context_tokens: int, batch: int, cache_dtype_bytes: int = 2, *,
+                   prompt_tokens: int | None = None) -> int:
+    return sum(kv_cache_bytes_by_block(spec, context_tokens, batch, cache_dtype_bytes,
+                                       prompt_tokens=prompt_tokens).values())
+
+
+def host_ram_bytes(spec: ModelSpec, precision: str, cpu_blocks, *, bnb_fp32_offload: bool = False) -> int:
+    """Host RAM of a plan: CPU-held weights + process baseline + loading peak (overhead.py constants)."""
+    from . import overhead
+
+    w = weight_bytes_by_block(spec, precision, cpu_offload_fp32=bnb_fp32_offload)
+    largest = max(weight_bytes_by_block(spec, precision).values(), default=0)
+    return sum(w[n] for n in cpu_blocks) + overhead.HOST_PROCESS_BYTES + overhead.host_load_peak_bytes(largest)
+
+
+def disk_bytes(spec: ModelSpec, precision: str, disk_blocks, *, writes_offload_folder: bool,
+               bnb_fp32_offload: bool = False) -> dict[str, int]:
+    """Disk of a plan: the Hub cache (checkpoint bytes) and the offload folder (offloaded blocks as held)."""
+    w = weight_bytes_by_block(spec, precision, cpu_offload_fp32=bnb_fp32_offload)
+    folder = sum(w[n] for n in disk_blocks) if writes_offload_folder else 0
+    return {"hub_cache": spec.checkpoint_bytes, "offload_folder": folder}

@@ -10,6 +10,22 @@ parameter counts by weight class:
   them in bf16 -- checked on the meta model: Mixtral int8 converts 128 Linear modules, the 4 attention
   projections of 32 layers, and no expert or router)
 - ``embedding``, ``lm_head`` (bitsandbytes skips the output embedding), ``other`` (norms, routers, sinks).
+
+What bitsandbytes converts (transformers 5.23, ``integrations/bitsandbytes.py::replace_with_bnb_linear``):
+modules whose type is exactly ``nn.Linear`` (or ``Conv1D``), except ``get_keys_to_not_convert`` of
+``quantizers/base.py`` (tied weights, the last parameter's module, the output embedding = ``lm_head``),
+``llm_int8_skip_modules`` and ``_keep_in_fp32_modules``; with ``llm_int8_enable_fp32_cpu_offload`` also every
+module the device map puts on cpu/disk. Fused experts (3-D ``nn.Parameter``) and routers (``*TopKRouter``
+with a bare ``weight`` Parameter) are not ``nn.Linear`` and stay in the compute dtype. Fine-grained FP8
+(``integrations/finegrained_fp8.py::replace_with_fp8_linear``) converts the same Linears AND modules named
+``*.experts`` (``FP8Experts``, fp8 weights + fp32 128x128 block scales; biased experts such as gpt-oss's
+are rejected).
+
+Buffers are counted apart from parameters (``Block.fp32_buffer_bytes``, ``compute_buffer_elements``): the
+rotary ``inv_freq``/``original_inv_freq`` (fp32 whatever the dtype), gemma's ``embed_scale`` (compute
+dtype) and DeepSeek-V3's ``e_score_correction_bias`` (``_keep_in_fp32_modules_strict``: fp32 under bf16
+and fp16, ``modeling_utils.PreTrainedModel._get_dtype_plan``). ``fp32_if_fp16`` counts parameters kept
+in fp32 only when loading in fp16 (``_keep_in_fp32_modules``, e.g. gpt-oss norms).
 """
 from __future__ import annotations
 
@@ -28,6 +44,11 @@ class Block:
     params: dict[str, int]
     linear_shapes: tuple[tuple[int, int], ...] = ()  # (out, in) of each quantizable nn.Linear
     routed_expert_params: int = 0  # of params["experts"]: routed (only top_k of n are read per token)
+    expert_shapes: tuple[tuple[int, int, int], ...] = ()  # (experts, out, in) of each fused expert weight
+    expert_bias_params: int = 0  # of params["experts"]: expert biases (gpt-oss), not weight matrices
+    fp32_buffer_bytes: int = 0  # buffers held in fp32 whatever the load dtype
+    compute_buffer_elements: int = 0  # buffers held in the compute dtype
+    fp32_if_fp16: int = 0  # parameters upcast to fp32 when loading in fp16 (_keep_in_fp32_modules)
 
     @cached_property
     def params_total(self) -> int:
@@ -43,7 +64,11 @@ class AttentionLayer:
     index: int
     kind: str  # "full" | "sliding" | "mla"
     kv_elements_per_token: int  # K+V elements one token adds to this layer's cache
-    window_tokens: int | None = None  # tokens a sliding layer keeps (transformers: sliding_window - 1)
+    window_tokens: int | None = None  # tokens a sliding layer shows (transformers: sliding_window - 1)
+    # DynamicSlidingWindowLayer keeps a *view* of the last sliding_window - 1 tokens of the tensor it
+    # concatenated (cache_utils.py): after a decode step the storage holds sliding_window tokens, after a
+    # prefill of P tokens it still holds all P until the next update. memory.py sizes the storage.
+    sliding_window: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +78,7 @@ class MoeSpec:
     top_k: int
     moe_intermediate_size: int
     moe_layers: int
+    expert_params_per_layer: int = 0  # routed expert parameters in one MoE layer (weights + biases)
 
 
 @dataclass(frozen=True)
@@ -91,6 +117,34 @@ class ModelSpec:
             return self.params_total
         routed = sum(b.routed_expert_params for b in self.blocks)
         return self.params_total - routed + routed * self.moe.top_k // self.moe.n_routed_experts
+
+    @property
+    def params_by_class(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for b in self.blocks:
+            for k, v in b.params.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def block(self, name: str) -> Block:
+        for b in self.blocks:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict; ``from_dict(to_dict())`` rebuilds the spec from its inputs."""
+        return {
+            "model_id": self.model_id, "revision": self.revision, "source": self.source, "config": self.config,
+            "checkpoint": self.checkpoint.to_dict() if self.checkpoint else None, "notes": list(self.notes),
+            "architecture": self.architecture, "params_total": self.params_total, "params_active": self.params_active,
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        ck = CheckpointSummary.from_dict(d["checkpoint"]) if d.get("checkpoint") else None
+        return build_spec(d["model_id"], d.get("revision"), d["source"], d["config"], ck, tuple(d.get("notes", ())))
 
     @cached_property
     def memo(self) -> dict:

@@ -1,7 +1,10 @@
 """Per-GPU and per-process overheads: every constant in one place, with its source.
 
-No GPU was lent to the session that set these (2026-11-23): they are public figures, marked
-UNMEASURED, to be replaced by measurements from `benchmarks/gpu_runtime.py` on a real device.
+No GPU was lent to the session that set these (2026-11-23): the GPU figures are public figures /
+literature, marked UNMEASURED (2026-11-23), to be replaced by measurements on a real device. Loading
+transient on GPU: transformers 5 materialises and converts one tensor at a time on the target device
+(core_model_loading.py), so the transient is one tensor (bnb: the bf16 source of one Linear before
+quantization), inside the allocator reserve below; not modelled separately.
 """
 from __future__ import annotations
 
@@ -21,8 +24,12 @@ LIBRARY_WORKSPACE_BYTES = 128 * MIB
 ALLOCATOR_RESERVE_FRACTION = 0.02
 ALLOCATOR_RESERVE_MIN_BYTES = 256 * MIB
 
-# Host side. Measured here (2026-11-23, torch 2.13.0+cpu, transformers 5.23): `import torch, transformers`
-# and building a tokenizer leaves ~0.9 GiB RSS; CUDA builds add the CUDA runtime and pinned staging.
+# Host side. MEASURED 2026-11-23 in /tmp/venv (torch 2.13.0+cpu, transformers 5.23, accelerate 1.15, python 3.11):
+# `import torch, transformers, accelerate` + AutoModelForCausalLM/AutoTokenizer + llama modeling: VmRSS
+# 340,100 kB, ru_maxrss 348,110,848 B (two runs, same to 0.1 %). CPU wheel: a CUDA build adds the CUDA
+# runtime/cuBLAS host libraries and pinned staging (UNMEASURED, commonly 1-2.5 GiB): the budget below keeps
+# 3 GiB for the process until a GPU node measures it.
+HOST_IMPORT_RSS_BYTES_MEASURED_CPU = 348_110_848
 HOST_PROCESS_BYTES = 3 * GIB
 # While loading, transformers materialises one tensor at a time from the mmapped shards and converts it;
 # a block's bytes twice (source + converted) bound the transient.
