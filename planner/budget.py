@@ -187,7 +187,10 @@ def build_candidate(spec: ModelSpec, profile: ClusterProfile, part: Partition, p
                                     max_memory_bytes=cpu_budget))
     disk_names = pl.per_device_blocks.get("disk", [])
     if disk_names:
-        devices.append(DeviceBudget(device="disk", weights_bytes=pl.disk_bytes, capacity_bytes=part.scratch_bytes or 0))
+        # weights served from disk: written to the offload folder, or read in place from the checkpoint shards
+        stored = spec.checkpoint.bytes_by_block if spec.checkpoint and spec.checkpoint.bytes_by_block else {}
+        on_disk = pl.disk_bytes if writes_offload_folder else sum(stored.get(nm, w_cpu[nm]) for nm in disk_names)
+        devices.append(DeviceBudget(device="disk", weights_bytes=on_disk, capacity_bytes=part.scratch_bytes or 0))
 
     status = pl.status
     reason = None
