@@ -1,6 +1,6 @@
 """Cluster profiles: partitions of GPU nodes, read from TOML or built from catalog flags.
 
-The TOML format is documented in README.md ("Cluster profiles"). Sizes are bytes internally; in TOML
+The TOML format is documented in docs/slurm.md. Sizes are bytes internally; in TOML
 they are strings such as ``"128GB"`` (decimal) or ``"120GiB"``/``"120G"`` (binary, SLURM style).
 """
 from __future__ import annotations
@@ -164,7 +164,7 @@ def _gpu_from_table(name: str, t: dict) -> GpuSpec:
 
 
 def load_profile(path: str | Path) -> ClusterProfile:
-    """Read a cluster profile TOML (format in README.md)."""
+    """Read a cluster profile TOML (format in docs/slurm.md)."""
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text())
@@ -186,7 +186,7 @@ def profile_from_toml_dict(data: dict, origin: str = "<toml>") -> ClusterProfile
         if isinstance(parts_raw, dict):
             parts_raw = [dict(v, name=k) for k, v in parts_raw.items()]
         if not parts_raw:
-            raise ClusterError(f"{origin}: no [partitions.NAME] table; see README 'Cluster profiles'")
+            raise ClusterError(f"{origin}: no [partitions.NAME] table; see docs/slurm.md (cluster profiles)")
         parts = []
         for pr in parts_raw:
             gname = pr.get("gpu")
@@ -226,7 +226,7 @@ def profile_from_toml_dict(data: dict, origin: str = "<toml>") -> ClusterProfile
     except VplanError:
         raise
     except (KeyError, ValueError, TypeError) as e:
-        raise ClusterError(f"{origin}: malformed cluster profile ({type(e).__name__}: {e}); see README 'Cluster profiles'") from None
+        raise ClusterError(f"{origin}: malformed cluster profile ({type(e).__name__}: {e}); see docs/slurm.md (cluster profiles)") from None
 
 
 def with_partition(profile: ClusterProfile, part: Partition) -> ClusterProfile:

@@ -83,12 +83,14 @@ def search(spec: ModelSpec, profile: ClusterProfile, opts: SearchOptions, *, _su
     cands: list[Plan] = []
     # 1. all on GPU: highest precision first, then fewest GPUs
     chosen: Plan | None = None
+    gpu_only: list[Plan] = []
     for prec in precs:
         for n in gpu_counts:
             if n == 0:
                 break
             c = budget.build_candidate(spec, profile, part, prec, n, opts, offload="none")
             cands.append(c)
+            gpu_only.append(c)
             if c.status == "fits":
                 chosen = chosen or c
                 break
@@ -114,8 +116,8 @@ def search(spec: ModelSpec, profile: ClusterProfile, opts: SearchOptions, *, _su
         if slow:
             near = max(slow, key=lambda c: c.speed.decode_tokens_per_s)
         else:
-            on_gpu = [c for c in cands if c.gpus == gpu_counts[-1] and not {"cpu", "disk"} & set(c.device_map.values())]
-            near = (on_gpu or cands or [budget.build_candidate(spec, profile, part, precs[0], gpu_counts[-1], opts, offload="none")])[0]
+            widest = [c for c in gpu_only if c.gpus == gpu_counts[-1]]
+            near = (widest or cands or [budget.build_candidate(spec, profile, part, precs[0], gpu_counts[-1], opts, offload="none")])[0]
         chosen = replace(near, status="does-not-fit")
         if _suggest:
             from .matrix import suggest_hardware

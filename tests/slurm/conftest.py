@@ -6,7 +6,6 @@ port in a private folder, and always torn down. Without SLURM: CI=true fails lou
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -52,29 +51,39 @@ def make_plan(model_id: str = "Qwen/Qwen3-8B", *, gpus: int = 1, status: str = "
     )
 
 
-def catalog_plans() -> list[tuple[str, Plan]]:
-    """One synthesised plan per bundled catalog model on the default profile (until `vplan plan` lands):
-    1 GPU below 30 GiB of weights, 2 GPUs below 70 GiB, then 2 GPUs + CPU offload while host RAM stays under
-    80 % of 128 GB, else does-not-fit."""
-    out = []
-    for f in sorted(CATALOG.glob("*.json")):
-        d = json.loads(f.read_text())
-        w = d["checkpoint"]["total_bytes"]
-        if w < 30 * GIB:
-            p = make_plan(d["model_id"], gpus=1, weights_bytes=w, host_ram_bytes=6 * GIB)
-        elif w < 70 * GIB:
-            p = make_plan(d["model_id"], gpus=2, weights_bytes=w, host_ram_bytes=6 * GIB)
-        else:
-            cpu = w - 70 * GIB
-            host = cpu + 6 * GIB
-            if host < 0.8 * 128e9:
-                p = make_plan(d["model_id"], gpus=2, status="cpu-offload", weights_bytes=70 * GIB, host_ram_bytes=host,
-                              cpu_weights_bytes=cpu, decode=1.5)
+def planned(model_ids=None, profile=None) -> dict:
+    """Real plans from the planner (resolve -> spec -> search), offline from the bundled catalog, in a private
+    HF_HOME/VPLAN_CACHE: {model_id: Plan}. The same calls `vplan plan` makes (test_real_plans checks that)."""
+    from vplan.planner.catalog import list_ids
+    from vplan.planner.model import build_spec
+    from vplan.planner.search import SearchOptions, search
+    from vplan.planner.source import resolve_model
+
+    keys = ("HF_HUB_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "VPLAN_CACHE")
+    saved = {k: os.environ.get(k) for k in keys}
+    tmp = tempfile.mkdtemp(prefix="vplan-plans-")
+    os.environ.update(HF_HUB_OFFLINE="1", HF_HOME=f"{tmp}/hf", VPLAN_CACHE=f"{tmp}/vplan")
+    os.environ.pop("HF_HUB_CACHE", None)
+    try:
+        out = {}
+        for mid in model_ids or list_ids():
+            src = resolve_model(mid, offline=True)
+            spec = build_spec(src.model_id, src.revision, src.source, src.config, src.checkpoint, src.notes)
+            out[mid] = search(spec, profile or default_profile(), SearchOptions()).plan
+        return out
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
             else:
-                p = make_plan(d["model_id"], gpus=2, status="does-not-fit", weights_bytes=70 * GIB, host_ram_bytes=host,
-                              reason=f"needs {host / GIB:.0f} GiB of host RAM for offloaded weights; the node plans 95 GiB")
-        out.append((d["model_id"], p))
-    return out
+                os.environ[k] = v
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def real_plans() -> dict:
+    """Every catalog model planned on the default profile (~0.5 s for all)."""
+    return planned()
 
 
 def live_profile():
