@@ -169,7 +169,7 @@ def build_candidate(spec: ModelSpec, profile: ClusterProfile, part: Partition, p
         names = pl.per_device_blocks.get(str(i), [])
         devices.append(DeviceBudget(
             device=str(i),
-            weights_bytes=sum(w_gpu[nm] for nm in names if not _tied_dup(spec, nm)),
+            weights_bytes=sum(w_gpu[nm] for nm in names),  # tied lm_head holds 0: counted once
             kv_cache_bytes=sum(kv.get(nm, 0) for nm in names) + (pl.offloaded_kv_bytes if i == 0 else 0),
             activation_bytes=act + (pl.largest_offloaded_gpu_bytes if i == 0 else 0),
             overhead_bytes=gpu_ov,
@@ -177,7 +177,7 @@ def build_candidate(spec: ModelSpec, profile: ClusterProfile, part: Partition, p
             max_memory_bytes=max(0, budgets[i]) if i < len(budgets) else 0,
         ))
     cpu_names = pl.per_device_blocks.get("cpu", [])
-    cpu_weights = sum(w_cpu[nm] for nm in cpu_names if not _tied_dup(spec, nm))
+    cpu_weights = sum(w_cpu[nm] for nm in cpu_names)
     cpu_kv = sum(kv.get(nm, 0) for nm in cpu_names) if n_gpus == 0 else 0
     cpu_act = act if n_gpus == 0 else 0
     host_total = cpu_weights + cpu_kv + cpu_act + host.process_bytes + host.load_peak_bytes
@@ -241,10 +241,6 @@ def build_candidate(spec: ModelSpec, profile: ClusterProfile, part: Partition, p
         vplan_version=VPLAN_VERSION,
         created_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     )
-
-
-def _tied_dup(spec: ModelSpec, name: str) -> bool:
-    return False  # tied weights are counted once by memory.weight_bytes_by_block (lm_head holds 0)
 
 
 def _where(status: str) -> str:
