@@ -308,6 +308,17 @@ def _placement_hooks(tr: _Tracker, model, device_of_block: dict[str, str]):
             h.remove()
 
 
+@contextlib.contextmanager
+def _h100_properties():
+    """Kernel choices that ask the device (MoE grouped_mm needs CC >= 8.0) see an H100 (sm90)."""
+    orig = torch.cuda.get_device_capability
+    torch.cuda.get_device_capability = lambda device=None: (9, 0)
+    try:
+        yield
+    finally:
+        torch.cuda.get_device_capability = orig
+
+
 def _block_device(name: str, device_map: dict[str, str]) -> str | None:
     best = None
     for block, dev in device_map.items():
@@ -355,7 +366,8 @@ def simulate(config: dict, *, batch: int, prompt_tokens: int, new_tokens: int, d
 
     h = model.register_forward_pre_hook(phase_hook, with_kwargs=True)
     try:
-        with fake, _CudaShim(guard), tr, _kv_tagging(tr), _placement_hooks(tr, model, dmap), torch.no_grad():
+        with fake, _CudaShim(guard), _h100_properties(), tr, _kv_tagging(tr), _placement_hooks(tr, model, dmap), \
+                torch.no_grad():
             ids = torch.randint(0, conf.vocab_size, (batch, prompt_tokens), device="cuda")
             model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
                            min_new_tokens=new_tokens, do_sample=False, pad_token_id=0, eos_token_id=None, use_cache=True)

@@ -25,7 +25,8 @@ def _predicted(mid, prompt, attn):
             + activations.activation_peak_bytes_for_spec(spec, batch=1, prompt_tokens=prompt, attn_implementation=attn))
 
 
-@pytest.mark.parametrize("mid,attn,prompt", [("deepseek-ai/deepseek-llm-7b-chat", "sdpa", 512), ("Qwen/Qwen3-8B", "eager", 512)])
+@pytest.mark.parametrize("mid,attn,prompt", [("deepseek-ai/deepseek-llm-7b-chat", "sdpa", 512), ("Qwen/Qwen3-8B", "eager", 512),
+                                             ("deepseek-ai/DeepSeek-V2-Lite", "sdpa", 4096)])
 def test_simulator_reproduces_reference_peak_exactly_and_planner_within_bounds(mid, attn, prompt):
     ref = REF[(mid, attn, prompt)]
     r = simulate(load(mid)["config"], batch=1, prompt_tokens=prompt, new_tokens=16, attn_implementation=attn)
