@@ -8,8 +8,10 @@ simulator in runtime/simulate.py is the truth they are held to):
   bf16 causal mask 2·B·P² + q, repeated K/V and hidden states.
 - gpt-oss (eager only: attention sinks) concatenates a sink column and subtracts the max in bf16:
   6.0625·B·H·P² bytes at the `sub`.
-- MoE: routed tokens are gathered per expert: 4 (DeepSeek: 6, fp32 copies) hidden vectors per
-  (token, expert) pair, 2·B·P·top_k·4h bytes.
+- MoE prefill: per (token, expert) pair, max(4h (DeepSeek: 6h, fp32 copies), 4·moe_I + h) elements in
+  flight; MoE decode: the selected experts' weights copied per token (B·top_k·3·h·moe_I elements), which
+  is the peak at short prompts.
+- phi3's fused gate_up keeps a 2I output alive: its MLP peak is 4I, not 3I.
 - MLA (deepseek_v2/v3): the cached latent is expanded per head for the whole prompt: K and V of
   B·P·H·(nope+rope+v) elements, plus the attention itself.
 - last-token logits in fp32 (generate passes logits_to_keep=1): B·V·(2+4).
@@ -48,15 +50,20 @@ def estimate(spec, *, batch: int, prompt_tokens: int, attn_implementation: str, 
         k, mi = spec.moe.top_k, spec.moe.moe_intermediate_size
         # routed tokens gathered per expert: 4 hidden-size vectors per (token, expert) in flight; the
         # DeepSeek-V2 path also keeps fp32 copies of them (6). Fitted to the simulator's MoE peaks.
-        per_copy = 6 if mt in ("deepseek_v2", "deepseek_v3") else 4
-        terms["moe"] = d * B * P * k * per_copy * h
+        # and, for wide experts (Mixtral), gate_up + act + product of the routed rows plus their input
+        per_copy = max(6 * h if mt in ("deepseek_v2", "deepseek_v3") else 4 * h, 4 * mi + h)
+        terms["moe"] = d * B * P * k * per_copy
+        # decode steps copy the selected experts' weights per token (batched_mm path)
+        per_expert = 3 * h * mi + (2 * mi + h if mt == "gpt_oss" else 0)
+        terms["moe_decode"] = d * B * k * per_expert
         if spec.moe.n_shared_experts:
             terms["shared_mlp"] = d * B * P * 3 * mi * spec.moe.n_shared_experts
         dense_layers = spec.num_layers - spec.moe.moe_layers
         if dense_layers and I:
             terms["mlp"] = d * B * P * 3 * I
     elif I:
-        terms["mlp"] = d * B * P * 3 * I
+        # phi3 fuses gate_up: its 2I output stays alive next to act(gate) and the product (4I, not 3I)
+        terms["mlp"] = d * B * P * (4 if mt == "phi3" else 3) * I
     if mt in ("deepseek_v2", "deepseek_v3"):
         c = spec.config
         nope, r, v = c.get("qk_nope_head_dim", 128), c.get("qk_rope_head_dim", 64), c.get("v_head_dim", 128)
@@ -75,5 +82,9 @@ def estimate(spec, *, batch: int, prompt_tokens: int, attn_implementation: str, 
     else:
         peak, where = ffn, "MoE experts" if "moe" in terms else "MLP (gate/up product)"
     total = peak + hidden + rope + logits + SCRATCH_BYTES
+    phase = "prefill"
+    decode = terms.get("moe_decode", 0) + logits + SCRATCH_BYTES
+    if decode > total:
+        total, phase, where = decode, "decode", "MoE experts (selected experts copied per decode step)"
     terms.update(hidden=hidden, rope=rope, logits=logits)
-    return ActivationEstimate(peak_bytes=total, phase="prefill", where=where, terms=terms)
+    return ActivationEstimate(peak_bytes=total, phase=phase, where=where, terms=terms)

@@ -32,3 +32,14 @@ def test_predicted_peak_within_bounds(row):
     err = (pred - row["peak_bytes"]) / row["peak_bytes"]
     assert -0.01 <= err <= 0.02, f"predicted {pred:,} vs simulated {row['peak_bytes']:,} ({err:+.2%})"
     assert abs(err) < 0.005  # what the model achieves today: keep it there
+
+
+SWEEP = json.loads((Path(__file__).parent.parent.parent / "benchmarks" / "results" / "accuracy.json").read_text())["rows"]
+
+
+@pytest.mark.parametrize("row", SWEEP, ids=lambda r: f"sweep-{r['model']}-{r['attn']}-{r['prompt_tokens']}")
+def test_predicted_peak_within_bounds_of_our_simulator_sweep(row):
+    """Rows simulated by runtime/simulate.py (benchmarks/accuracy.py); the planner is re-run here."""
+    pred = predicted_peak(row["model"], row["prompt_tokens"], row["attn"])
+    err = (pred - row["simulated_bytes"]) / row["simulated_bytes"]
+    assert -0.01 <= err <= 0.02, f"predicted {pred:,} vs simulated {row['simulated_bytes']:,} ({err:+.2%})"
