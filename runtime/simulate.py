@@ -1,71 +1,63 @@
 """Exact GPU tensor-memory peak of a planned ``generate()``, simulated on a CPU with fake CUDA tensors.
 
-The real transformers model is built from the plan's config on the meta device, every parameter and
-buffer is swapped for an uninitialised FakeTensor on device ``cuda`` (ties kept), and the planned
-workload (prefill of the prompt + decode steps, the plan's batch, dtype and attention) runs through the
-real ``model.generate()``. A TorchDispatchMode counts live storage bytes rounded to 512 B as the CUDA
-caching allocator does, and records the peak per device, its breakdown (weights / kv / activations) and
-where it happened (module path, op, phase). Four CPU-build obstacles are handled:
+The real transformers model is built from the config on the meta device (no init kernels, ties kept),
+every parameter and buffer is swapped for an uninitialised FakeTensor on its mapped fake device
+(``cuda:N``), and the workload (prefill of the prompt + decode steps, batch, dtype, attention) runs through
+the real ``model.generate()``. A TorchDispatchMode counts live storage bytes per device, rounded to 512 B as
+the CUDA caching allocator does (``sim_track``). Four CPU-build obstacles are handled:
 
-1. weight init on fake CUDA: build on meta, then swap tensors (no init kernels run);
-2. no CUDA DeviceGuard in CPU wheels: a tiny C++ extension registers a no-op guard (compiled once with
-   ``torch.utils.cpp_extension.load_inline`` and cached); without a compiler, indexing is rescued by
-   flipping the fake device, and the result says so;
-3. SDPA on fake CUDA would take the math kernel: it is routed like ``select_sdp_backend`` on an H100
-   (cuDNN, flash, memory-efficient), whose meta kernels allocate exactly what the real ones do;
-4. ``generate()`` reads data (``all``/``any``/stop checks): a provenance oracle answers from the op that
-   produced the tensor (no padding, no early EOS) and raises on anything else.
+1. weight init on fake CUDA: build on meta, then swap tensors (``build_fake_model``);
+2. no CUDA DeviceGuard in CPU wheels: a tiny C++ extension registers a no-op one (``_fake_cuda_guard``,
+   compiled once and cached; needs a C++ compiler and ``ninja``). Without it a Python-only index fallback
+   is used and the result's notes say so;
+3. SDPA would take the math kernel on fake CUDA: routed like an H100 instead (``sim_cuda``);
+4. ``generate()``'s data-dependent reads are answered by a provenance oracle (``sim_track``).
 
-Several GPUs: every storage is charged to the device of the block that created it (weights and KV by
-their block, activations by the executing layer), as accelerate's hooks place them; the hidden-state
-copies between devices (B x P x hidden) are not simulated. bitsandbytes and MXFP4/FP8 kernels cannot run
-on fake tensors: such plans are refused with a clear error, never approximated.
+Several GPUs: placement and input moves follow accelerate's ``dispatch_model`` (``sim_place``).
+Precisions whose kernels cannot run on fake tensors (bitsandbytes, MXFP4, FP8, GPTQ/AWQ, ...) raise
+``SimulationUnsupportedError``; MXFP4/FP8 checkpoints are simulated only as the bf16 model transformers
+dequantizes them to, when bf16 is asked for, and the result says so.
 """
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 import time
-import weakref
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
-from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from vplan.planner.errors import SimulationUnsupportedError
 
 from . import _fake_cuda_guard
+from .sim_cuda import CudaShim, h100_properties
+from .sim_place import OFFLOAD, dispatch_hooks, main_gpu, mapped_device, normalize_device_map, torch_device
+from .sim_track import LiveBytesTracker, ProvenanceOracle, kv_tagging
 
-aten = torch.ops.aten
-ALLOC_ROUND = 512  # CUDACachingAllocator kMinBlockSize
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-SIMULATABLE = ("bf16", "fp16", "fp32")
+PRECISION_OF_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+DEQUANTIZED_AS_BF16 = ("mxfp4", "fp8")  # transformers dequantizes these checkpoints to bf16 without their kernels
 MAX_DECODE_STEPS = 16
-
-
-def block_bytes(nbytes: int) -> int:
-    return 0 if nbytes == 0 else -(-nbytes // ALLOC_ROUND) * ALLOC_ROUND
+EAGER_ONLY = {"gpt_oss": "attention sinks", "gemma2": "attention logit soft-capping"}
 
 
 @dataclass(frozen=True)
 class SimResult:
-    peak_bytes: int  # largest device peak
-    gpu_peak_bytes: dict[str, int]
-    breakdown: dict[str, int]  # at the largest device's peak: weights, kv, activations
-    where: dict  # module, op, phase, device
+    peak_bytes: int  # the largest GPU peak
+    gpu_peak_bytes: dict[str, int]  # per GPU ('0', '1', ...)
+    breakdown: dict[str, int]  # at the largest GPU's peak: weights, kv, activations
+    gpu_breakdown: dict[str, dict[str, int]]  # per GPU, at that GPU's own peak
+    where: dict  # module, op, phase ('prefill' | 'decodeN'), device
+    elapsed_s: float
+    batch: int
     prompt_tokens: int
     new_tokens: int
-    batch: int
     attn_implementation: str
     dtype: str
     ops: int
-    elapsed_s: float
     max_rss_bytes: int
+    host_weight_bytes: int = 0  # weights kept in host memory (cpu/disk entries of the device map)
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict:
@@ -73,328 +65,167 @@ class SimResult:
         d["notes"] = list(self.notes)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "SimResult":
+        return cls(**{**d, "notes": tuple(d.get("notes", ()))})
 
-# ------------------------------------------------------------------ model on fake CUDA
-def _build(config: dict, dtype: torch.dtype, attn: str, fake: FakeTensorMode):
+
+def simulatable_config(config: dict, *, dtype: str, precision: str | None = None) -> tuple[dict, list[str]]:
+    """The config the simulator builds (quantization dropped where transformers dequantizes), plus notes.
+    Raises SimulationUnsupportedError for anything whose kernels cannot run on fake tensors."""
+    if dtype not in DTYPES:
+        raise SimulationUnsupportedError(f"dtype {dtype!r} cannot be simulated; use one of {sorted(DTYPES)}")
+    precision = precision or PRECISION_OF_DTYPE[dtype]
+    if precision not in PRECISION_OF_DTYPE.values():
+        raise SimulationUnsupportedError(
+            f"the simulator cannot represent {precision} weights (bitsandbytes int8/nf4, MXFP4 and FP8 kernels do "
+            "not run on fake tensors); simulate the bf16 plan instead, or measure on a GPU "
+            "(benchmarks/gpu_runtime.py)")
+    q = config.get("quantization_config") or {}
+    method = str(q.get("quant_method") or ("bitsandbytes" if q.get("load_in_4bit") or q.get("load_in_8bit") else "")
+                 ).lower()
+    notes: list[str] = []
+    if method:
+        if method not in DEQUANTIZED_AS_BF16:
+            raise SimulationUnsupportedError(
+                f"the simulator cannot represent this {method}-quantized checkpoint (its kernels do not run on fake "
+                "tensors and transformers does not dequantize it); measure on a GPU (benchmarks/gpu_runtime.py)")
+        if dtype != "bfloat16":
+            raise SimulationUnsupportedError(
+                f"{method} checkpoints are simulated only as the bf16 model transformers dequantizes them to; "
+                f"ask for dtype bfloat16, not {dtype}")
+        notes.append(f"{method} quantization_config dropped: simulated the bf16-dequantized model, not {method} kernels")
+        config = {k: v for k, v in config.items() if k != "quantization_config"}
+    return config, notes
+
+
+def build_fake_model(config: dict, *, dtype: torch.dtype, attn_implementation: str, fake: FakeTensorMode,
+                     device_map: dict[str, str] | None = None):
+    """transformers model from ``config`` on meta, then every tensor swapped for a fake one on its mapped
+    device (ties kept: a shared tensor is created once, on the device of its first owner)."""
     import transformers
 
-    cfg = {k: v for k, v in config.items() if k != "quantization_config"}
-    conf = transformers.AutoConfig.for_model(**cfg)
+    dmap = device_map or {}
+    default = main_gpu(dmap)
+    conf = transformers.AutoConfig.for_model(**config)
     with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(conf, dtype=dtype, attn_implementation=attn)
+        model = transformers.AutoModelForCausalLM.from_config(conf, dtype=dtype, attn_implementation=attn_implementation)
     model.eval()
     memo: dict[int, torch.Tensor] = {}
     with fake:
-        for mod in model.modules():
+        for mname, mod in model.named_modules():
             for store in (mod._parameters, mod._buffers):
                 for k, t in list(store.items()):
                     if t is None:
                         continue
                     if id(t) not in memo:
-                        new = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cuda")
-                        if isinstance(t, torch.nn.Parameter):
-                            new = torch.nn.Parameter(new, requires_grad=False)
-                        memo[id(t)] = new
+                        dev = torch_device(mapped_device(f"{mname}.{k}" if mname else k, dmap, default))
+                        new = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=dev)
+                        memo[id(t)] = torch.nn.Parameter(new, requires_grad=False) \
+                            if isinstance(t, torch.nn.Parameter) else new
                     store[k] = memo[id(t)]
     return model, conf
 
 
-# ------------------------------------------------------------------ SDPA routed like sm90
-def _sdpa_sm90(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    low = q.dtype in (torch.float16, torch.bfloat16)
-    d_qk, d_v = q.shape[-1], v.shape[-1]
-    hq, hk = q.shape[-3], k.shape[-3]
-    gqa_ok = hq == hk or enable_gqa
-    if attn_mask is not None and attn_mask.dtype == torch.bool:
-        attn_mask = torch.where(attn_mask, torch.zeros((), dtype=q.dtype, device=q.device),
-                                torch.full((), -float("inf"), dtype=q.dtype, device=q.device))
-    s_q, s_k = q.shape[-2], k.shape[-2]
-    if low and d_qk <= 128 and d_v <= 128 and d_qk % 8 == 0 and d_v % 8 == 0 and s_k != 1 and gqa_ok:
-        return aten._scaled_dot_product_cudnn_attention.default(q, k, v, attn_mask, False, dropout_p, is_causal,
-                                                                False, scale=scale)[0]
-    if low and attn_mask is None and d_qk == d_v and d_qk <= 256 and gqa_ok and not (is_causal and s_q != s_k):
-        return aten._scaled_dot_product_flash_attention.default(q, k, v, dropout_p, is_causal, False, scale=scale)[0]
-    if d_qk % 8 == 0 and d_v % 8 == 0 and gqa_ok:
-        if attn_mask is not None and attn_mask.stride(-2) % 16 != 0:
-            last = attn_mask.shape[-1]
-            attn_mask = F.pad(attn_mask, (0, 16 - last % 16))[..., :last]
-        if attn_mask is not None:
-            attn_mask = attn_mask.expand(q.shape[0], hq, s_q, s_k)
-        return aten._scaled_dot_product_efficient_attention.default(q, k, v, attn_mask, False, dropout_p, is_causal,
-                                                                    scale=scale)[0]
-    return None
-
-
-class _CudaShim(TorchFunctionMode):
-    CPU = torch.device("cpu")
-
-    def __init__(self, guard: bool):
-        super().__init__()
-        self.flip_index = not guard
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if self.flip_index and func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__):
-            flat, _ = tree_flatten((args, kwargs))
-            flipped = [(t, t.fake_device) for t in flat if isinstance(t, FakeTensor) and t.fake_device.type == "cuda"]
-            for t, _ in flipped:
-                t.fake_device = self.CPU
-            try:
-                out = func(*args, **kwargs)
-            finally:
-                for t, d in flipped:
-                    t.fake_device = d
-            if flipped and isinstance(out, FakeTensor) and out.fake_device.type == "cpu":
-                out.fake_device = flipped[0][1]
-            return out
-        if func is F.scaled_dot_product_attention and isinstance(args[0], FakeTensor):
-            names = ["query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"]
-            kw = dict(zip(names, args))
-            kw.update(kwargs)
-            out = _sdpa_sm90(kw["query"], kw["key"], kw["value"], kw.get("attn_mask"), kw.get("dropout_p", 0.0),
-                             kw.get("is_causal", False), kw.get("scale"), kw.get("enable_gqa", False))
-            if out is not None:
-                return out
-        return func(*args, **kwargs)
-
-
-# ------------------------------------------------------------------ generate()'s data-dependent reads
-class _Oracle:
-    RULES = {"all": True, "any": False}
-
-    def __init__(self, new_tokens: int):
-        from torch.utils.weak import WeakIdKeyDictionary
-
-        self.prov = WeakIdKeyDictionary()
-        self.new_tokens = new_tokens
-        self.stop_checks = 0
-
-    def record(self, func, args, out):
-        if isinstance(out, torch.Tensor) and out.numel() <= 64:
-            srcs = tuple(self.prov.get(a, "?") if isinstance(a, torch.Tensor) else a for a in args)
-            self.prov[out] = (func.overloadpacket.__name__, srcs)
-
-    def __call__(self, t):
-        p = self.prov.get(t)
-        if p is None:
-            raise RuntimeError("simulator: data-dependent read of a tensor with unknown provenance")
-        name, srcs = p
-        if name in self.RULES:
-            return self.RULES[name]
-        if name == "eq" and isinstance(srcs[0], tuple) and srcs[0][0] == "max" and srcs[1] == 0:
-            self.stop_checks += 1
-            return self.stop_checks >= self.new_tokens
-        raise RuntimeError(f"simulator: data-dependent read of {p}")
-
-
-# ------------------------------------------------------------------ live-bytes tracker
-class _Tracker(TorchDispatchMode):
-    def __init__(self, oracle: _Oracle):
-        super().__init__()
-        self.oracle = oracle
-        self.seen: dict[int, list] = {}
-        self.live: dict[str, int] = {}
-        self.peak: dict[str, int] = {}
-        self.peak_cats: dict[str, dict[str, int]] = {}
-        self.peak_where: dict[str, dict] = {}
-        self.cat = "activations"
-        self.device = "0"
-        self.phase = "inputs"
-        self.mod_stack: list[str] = []
-        self.ops = 0
-
-    def track(self, t, cat: str | None = None, device: str | None = None):
-        if not isinstance(t, torch.Tensor):
-            return
-        st = t.untyped_storage()
-        key = st._cdata
-        if key in self.seen:
-            return
-        nb = block_bytes(st.nbytes())
-        dev = device or self.device
-        rec = [nb, cat or self.cat, dev]
-        self.seen[key] = rec
-        self.live[dev] = self.live.get(dev, 0) + nb
-        sref = weakref.ref(self)
-
-        def _free(_wr, key=key, rec=rec):
-            s = sref()
-            if s is not None and s.seen.get(key) is rec:
-                s.live[rec[2]] -= rec[0]
-                del s.seen[key]
-
-        rec.append(weakref.ref(st, _free))
-
-    def _cats(self, dev: str) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for nb, cat, d, *_ in self.seen.values():
-            if d == dev:
-                out[cat] = out.get(cat, 0) + nb
-        return out
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in (aten._local_scalar_dense.default, aten.is_nonzero.default) and isinstance(args[0], FakeTensor):
-            return self.oracle(args[0])
-        out = func(*args, **kwargs)
-        self.oracle.record(func, args, out)
-        for t in tree_flatten(out)[0]:
-            self.track(t)
-        self.ops += 1
-        dev = self.device
-        if self.live.get(dev, 0) > self.peak.get(dev, 0):
-            self.peak[dev] = self.live[dev]
-            self.peak_cats[dev] = self._cats(dev)
-            self.peak_where[dev] = {"module": "/".join(self.mod_stack[-3:]), "op": str(func), "phase": self.phase,
-                                    "device": dev}
-        return out
-
-
 @contextlib.contextmanager
-def _kv_tagging(tr: _Tracker):
-    from transformers import cache_utils
+def _phase_and_module_hooks(model, tracker: LiveBytesTracker):
+    """tracker.phase = prefill / decodeN per top-level forward; tracker.module_stack for `where`."""
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
-    base = getattr(cache_utils, "CacheLayerMixin", object)
-    patched = []
-    for name in dir(cache_utils):
-        cls = getattr(cache_utils, name)
-        if isinstance(cls, type) and "update" in cls.__dict__ and issubclass(cls, base):
-            orig = cls.__dict__["update"]
+    step = {"n": 0}
 
-            def upd(self, *a, __orig=orig, **k):
-                prev, tr.cat = tr.cat, "kv"
-                try:
-                    return __orig(self, *a, **k)
-                finally:
-                    tr.cat = prev
+    def phase(_m, _a, _k):
+        tracker.phase = "prefill" if step["n"] == 0 else f"decode{step['n']}"
+        step["n"] += 1
 
-            cls.update = upd
-            patched.append((cls, orig))
+    def push(m, _inp):
+        tracker.module_stack.append(type(m).__name__)
+
+    def pop(_m, _inp, _out):
+        if tracker.module_stack:
+            tracker.module_stack.pop()
+
+    hs = [model.register_forward_pre_hook(phase, with_kwargs=True), register_module_forward_pre_hook(push),
+          register_module_forward_hook(pop)]
     try:
         yield
     finally:
-        for cls, orig in patched:
-            cls.update = orig
-
-
-@contextlib.contextmanager
-def _placement_hooks(tr: _Tracker, model, device_of_block: dict[str, str]):
-    """Module stack for `where`, and the current device = the device of the executing block."""
-    names = {id(m): n for n, m in model.named_modules()}
-    handles = []
-
-    def pre(m, _inp):
-        tr.mod_stack.append(type(m).__name__)
-        dev = device_of_block.get(names.get(id(m), ""))
-        if dev is not None:
-            m._vplan_prev_dev = tr.device
-            tr.device = dev
-
-    def post(m, _inp, _out):
-        if tr.mod_stack:
-            tr.mod_stack.pop()
-        prev = getattr(m, "_vplan_prev_dev", None)
-        if prev is not None:
-            tr.device = prev
-            del m._vplan_prev_dev
-
-    for m in model.modules():
-        handles.append(m.register_forward_pre_hook(pre))
-        handles.append(m.register_forward_hook(post))
-    try:
-        yield
-    finally:
-        for h in handles:
+        for h in hs:
             h.remove()
 
 
-@contextlib.contextmanager
-def _h100_properties():
-    """Kernel choices that ask the device (MoE grouped_mm needs CC >= 8.0) see an H100 (sm90)."""
-    orig = torch.cuda.get_device_capability
-    torch.cuda.get_device_capability = lambda device=None: (9, 0)
-    try:
-        yield
-    finally:
-        torch.cuda.get_device_capability = orig
-
-
-def _block_device(name: str, device_map: dict[str, str]) -> str | None:
-    best = None
-    for block, dev in device_map.items():
-        if name == block or name.startswith(block + "."):
-            if best is None or len(block) > len(best[0]):
-                best = (block, dev)
-    return str(best[1]) if best else None
+def run_generate(model, tracker: LiveBytesTracker, *, batch: int, prompt_tokens: int, new_tokens: int,
+                 vocab_size: int, device: torch.device) -> tuple[int, ...]:
+    """Greedy ``generate()`` of exactly ``new_tokens`` tokens after a prompt of ``prompt_tokens`` (no padding)
+    with ``tracker`` active; works on real and fake models. Returns the output shape."""
+    with tracker, kv_tagging(tracker), _phase_and_module_hooks(model, tracker), torch.no_grad():
+        gen = torch.Generator().manual_seed(0)
+        ids = torch.randint(0, vocab_size, (batch, prompt_tokens), generator=gen).to(device) \
+            if device.type == "cpu" and tracker.oracle is None else \
+            torch.randint(0, vocab_size, (batch, prompt_tokens), device=device)
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=0, eos_token_id=None,
+                             use_cache=True)
+        return tuple(out.shape)
 
 
 def simulate(config: dict, *, batch: int, prompt_tokens: int, new_tokens: int, dtype: str = "bfloat16",
-             attn_implementation: str = "sdpa", device_map: dict[str, str] | None = None,
-             precision: str = "bf16") -> SimResult:
-    """Run the real generate() on fake CUDA tensors and return its exact tensor-memory peak per device."""
-    notes: list[str] = []
-    q = (config.get("quantization_config") or {}).get("quant_method")
-    if precision not in SIMULATABLE:
-        raise SimulationUnsupportedError(
-            f"the simulator cannot represent {precision} weights (bitsandbytes/MXFP4/FP8 kernels do not run on fake "
-            "tensors); plan bf16 to simulate the unquantized model, or measure on a GPU with benchmarks/gpu_runtime.py")
-    if q:
-        notes.append(f"checkpoint quantization {q!r} dropped: simulated the {precision} (dequantized) model")
-    if config.get("model_type") == "gpt_oss" and attn_implementation != "eager":
-        notes.append("gpt-oss runs eager attention in transformers (attention sinks): simulated eager")
+             attn_implementation: str = "sdpa", device_map: dict | None = None,
+             precision: str | None = None) -> SimResult:
+    """Run the real ``generate()`` on fake CUDA tensors; return its exact tensor-memory peak per GPU."""
+    t0 = time.perf_counter()
+    config, notes = simulatable_config(config, dtype=dtype, precision=precision)
+    if attn_implementation not in ("sdpa", "eager"):
+        raise SimulationUnsupportedError(f"attention {attn_implementation!r} cannot be simulated; use sdpa or eager")
+    mt = config.get("model_type")
+    if mt in EAGER_ONLY and attn_implementation != "eager":
+        notes.append(f"{mt} has no sdpa path in transformers 5.23 ({EAGER_ONLY[mt]}): simulated eager")
         attn_implementation = "eager"
-    devs = {str(v) for v in (device_map or {}).values()}
-    if devs & {"cpu", "disk"}:
-        notes.append("cpu/disk-offloaded blocks are executed on GPU 0 in the runtime; simulated as resident on GPU 0")
-    dmap = {k: ("0" if str(v) in ("cpu", "disk") else str(v)) for k, v in (device_map or {}).items()}
+    dmap = normalize_device_map(device_map)
+    if any(d in OFFLOAD for d in dmap.values()):
+        notes.append("cpu/disk blocks: weights in host memory, copied to the main GPU for their forward "
+                     "(accelerate offload hooks)")
     guard = _fake_cuda_guard.install()
     if not guard:
-        notes.append("no C++ compiler: fake CUDA device guard not installed, indexing rescued in Python")
-    t0 = time.perf_counter()
+        notes.append("APPROXIMATE: no C++ compiler/ninja, fake CUDA device guard not built; Python index fallback "
+                     "used (install ninja and a compiler for the exact simulator)")
     fake = FakeTensorMode(allow_non_fake_inputs=False)
-    model, conf = _build(config, DTYPES[dtype], attn_implementation, fake)
-    tr = _Tracker(_Oracle(new_tokens))
-    for name, p in list(model.named_parameters()) + list(model.named_buffers()):
-        tr.track(p, "weights", _block_device(name, dmap) or "0")
-    for d in list(tr.live):
-        tr.peak[d] = tr.live[d]
-    step = {"n": 0}
-
-    def phase_hook(_m, _a, _k):
-        tr.phase = "prefill" if step["n"] == 0 else f"decode{step['n']}"
-        step["n"] += 1
-
-    h = model.register_forward_pre_hook(phase_hook, with_kwargs=True)
-    try:
-        with fake, _CudaShim(guard), _h100_properties(), tr, _kv_tagging(tr), _placement_hooks(tr, model, dmap), \
-                torch.no_grad():
-            ids = torch.randint(0, conf.vocab_size, (batch, prompt_tokens), device="cuda")
-            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                           min_new_tokens=new_tokens, do_sample=False, pad_token_id=0, eos_token_id=None, use_cache=True)
-    finally:
-        h.remove()
-    elapsed = time.perf_counter() - t0
-    top = max(tr.peak, key=lambda d: tr.peak[d])
-    cats = tr.peak_cats.get(top) or {}
-    breakdown = {"weights": cats.get("weights", 0), "kv": cats.get("kv", 0), "activations": cats.get("activations", 0)}
+    model, conf = build_fake_model(config, dtype=DTYPES[dtype], attn_implementation=attn_implementation, fake=fake,
+                                   device_map=dmap)
+    tracker = LiveBytesTracker(ProvenanceOracle(new_tokens))
+    for p in list(model.parameters()) + list(model.buffers()):
+        tracker.track(p, "weights")
+    tracker.mark_baseline()
+    first = next(model.parameters()).device
+    place = dispatch_hooks(model, dmap, tracker, notes) if dmap else contextlib.nullcontext()
+    with fake, CudaShim(guard), h100_properties(), place:
+        run_generate(model, tracker, batch=batch, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
+                     vocab_size=conf.vocab_size, device=first if first.type == "cuda" else torch.device("cuda:0"))
+    gpus = {d: b for d, b in tracker.peak.items() if d.isdigit()}
+    top = max(gpus, key=lambda d: (gpus[d], -int(d)))
+    per = {d: {c: tracker.peak_cats.get(d, {}).get(c, 0) for c in ("weights", "kv", "activations")}
+           for d in sorted(gpus, key=int)}
     return SimResult(
-        peak_bytes=tr.peak[top], gpu_peak_bytes=dict(sorted(tr.peak.items())), breakdown=breakdown,
-        where=tr.peak_where.get(top, {}), prompt_tokens=prompt_tokens, new_tokens=new_tokens, batch=batch,
-        attn_implementation=attn_implementation, dtype=dtype, ops=tr.ops, elapsed_s=round(elapsed, 2),
-        max_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, notes=tuple(notes),
-    )
+        peak_bytes=gpus[top], gpu_peak_bytes={d: gpus[d] for d in per}, breakdown=per[top], gpu_breakdown=per,
+        where=tracker.peak_where.get(top, {}),
+        elapsed_s=round(time.perf_counter() - t0, 2), batch=batch, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
+        attn_implementation=attn_implementation, dtype=dtype, ops=tracker.ops,
+        max_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        host_weight_bytes=tracker.peak.get("cpu", 0), notes=tuple(dict.fromkeys(notes)))
 
 
 def simulate_plan(plan: dict) -> SimResult:
-    """Simulate a plan file's workload: its config, precision, dtype, device map, batch and prompt."""
+    """Simulate a plan dict's workload: ``config``, ``precision``, ``dtype``, ``device_map`` and
+    ``workload`` {prompt_tokens, max_new_tokens, batch, attn_implementation}; at most 16 decode steps."""
     wl = plan["workload"]
-    steps = min(int(wl.get("max_new_tokens", MAX_DECODE_STEPS)), MAX_DECODE_STEPS)
-    res = simulate(plan["config"], batch=int(wl["batch"]), prompt_tokens=int(wl["prompt_tokens"]), new_tokens=steps,
-                   dtype=plan.get("dtype", "bfloat16"), attn_implementation=wl.get("attn_implementation", "sdpa"),
-                   device_map=plan.get("device_map") if int(plan.get("gpus", 1)) > 1 else None,
-                   precision=plan.get("precision", "bf16"))
-    if steps < int(wl.get("max_new_tokens", steps)):
-        note = (f"simulated {steps} of {wl['max_new_tokens']} decode steps: the dense peak is in prefill; later "
-                "steps only grow the KV cache, which the planner sizes for the full context")
+    wanted = int(wl.get("max_new_tokens") or MAX_DECODE_STEPS)
+    steps = max(1, min(wanted, MAX_DECODE_STEPS))
+    res = simulate(plan["config"], batch=int(wl.get("batch", 1)), prompt_tokens=int(wl["prompt_tokens"]),
+                   new_tokens=steps, dtype=plan.get("dtype") or "bfloat16",
+                   attn_implementation=wl.get("attn_implementation") or "sdpa",
+                   device_map=plan.get("device_map") or None, precision=plan.get("precision"))
+    if steps < wanted:
+        note = (f"simulated {steps} of {wanted} decode steps: dense models peak in prefill and MoE decode peaks "
+                "repeat every step; later steps only grow the KV cache, which the planner sizes for the full context")
         res = SimResult(**{**res.__dict__, "notes": res.notes + (note,)})
     return res
