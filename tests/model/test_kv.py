@@ -3,7 +3,7 @@ shapes, zero weights: values do not change cache shapes)."""
 import pytest
 import torch
 
-from conftest import cache_bytes, catalog_config, cpu_model, default_config, shrink, spec_of
+from .conftest import cache_bytes, catalog_config, cpu_model, default_config, shrink, spec_of
 from vplan.planner import memory
 
 CASES = [  # (name, config, layers, prompt tokens)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import CATALOG_IDS, catalog_config, default_config, meta_bytes_by_block, meta_model, spec_of
+from .conftest import CATALOG_IDS, catalog_config, default_config, meta_bytes_by_block, meta_model, spec_of
 from vplan.planner import memory
 from vplan.planner.checkpoint import block_of
 from vplan.planner.errors import UnsupportedModelError, VplanError

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import catalog_config, default_config, meta_bytes_by_block, meta_model, spec_of
+from .conftest import catalog_config, default_config, meta_bytes_by_block, meta_model, spec_of
 from vplan.planner import memory
 
 GIB = 1024**3
