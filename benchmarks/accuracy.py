@@ -17,8 +17,8 @@ import platform
 import time
 from pathlib import Path
 
-from vplan.planner import activations
-from vplan.planner.catalog import list_ids, load
+from vplan.planner.memory import activations
+from vplan.planner.source.catalog import list_ids, load
 
 OUT = Path(__file__).parent / "results"
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures" / "configs"  # shapes not in the catalog (gemma)
@@ -113,7 +113,7 @@ def write_md(rows: list[dict]) -> None:
     lines = ["# Planner vs simulator: peak tensor memory of generate()", "",
              "Batch 1, bf16, prompt + 16 new tokens, SDPA routed as on an H100, 512-byte rounding, tensor memory only",
              "(no CUDA context, workspaces or fragmentation). Predicted = weights + prompt KV + analytic activations",
-             "(vplan.planner.activations.predicted_peak_tensor_bytes); simulated = runtime/simulate.py.",
+             "(vplan.planner.memory.activations.predicted_peak_tensor_bytes); simulated = runtime/simulate.py.",
              f"Bound: error within [{LOWER:+.0f} %, {UPPER:+.0f} %]. Regenerate: `python benchmarks/accuracy.py`",
              "(resumes; delete accuracy.json to start over; `--report-only` re-predicts without simulating).", "",
              "| model | attn | prompt | predicted act. | simulated act. | predicted peak | simulated peak | error | ok | phase | where |",

@@ -107,7 +107,7 @@ def _headers(folder: Path) -> dict:
 
 
 def make_plan(name: str, folder: Path):
-    from vplan.planner.plan import DeviceBudget, Plan, Speed, Workload
+    from vplan.planner.plan.contract import DeviceBudget, Plan, Speed, Workload
 
     _cfg_file, dtype, quant, cap_gib, attn = CASES[name]
     config = json.loads((folder / "config.json").read_text())

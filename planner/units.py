@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import UsageError
+from vplan.planner.errors import UsageError
 
 GIB = 1024**3
 MIB = 1024**2

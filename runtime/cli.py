@@ -37,7 +37,7 @@ def _render_checks(report, *, tty: bool) -> None:
 @click.option("--model-path", type=click.Path(file_okay=False), default=None, help="Local folder with the checkpoint instead of the Hub id.")
 def preflight_cmd(plan_file, as_json, dry_run, model_path):
     """Check this node against PLAN (GPUs, free memory, job RAM limit, disk, files, packages) without loading."""
-    from vplan.planner.plan import read_plan
+    from vplan.planner.plan.contract import read_plan
 
     from .preflight import run_preflight
 
@@ -76,7 +76,7 @@ def run_cmd(plan_file, prompt, input_path, output_path, max_new_tokens, do_sampl
         raise UsageError("--input needs --output out.jsonl (results are appended there, and reruns resume from it)")
     if temperature is not None and not do_sample:
         raise UsageError("--temperature only applies with --do-sample (decoding is greedy otherwise)")
-    from vplan.planner.plan import read_plan
+    from vplan.planner.plan.contract import read_plan
 
     from .generate import read_records, run_records
     from .load import load_planned

@@ -24,7 +24,7 @@ def predicted_peak_bytes(plan) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the machine-readable result (contract).")
 def simulate_cmd(plan_file, as_json):
     """Simulate the planned generate() with fake CUDA tensors and report its exact tensor peak."""
-    from vplan.planner.plan import read_plan
+    from vplan.planner.plan.contract import read_plan
 
     plan = read_plan(plan_file)
     if not plan.config:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from vplan.planner.errors import PlanFileError, RunError
-from vplan.planner.plan import Plan, read_plan
+from vplan.planner.plan.contract import Plan, read_plan
 
 from .preflight import offload_folder_for
 from .report import (LoadReport, Log, fmt_bytes, gpu_snapshot, load_measures, render_measures, rss_bytes,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Mapping
 
 from vplan.planner.errors import PreflightError
-from vplan.planner.plan import Plan
+from vplan.planner.plan.contract import Plan
 from vplan.planner.units import GIB, gib
 
 UNLIMITED_BYTES = 1 << 60  # cgroup v1 writes ~2^63 for "no limit"

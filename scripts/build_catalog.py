@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Rebuild planner/catalog/*.json from a hub-fixtures folder (dev script: imports torch and transformers).
+"""Rebuild planner/source/catalog/*.json from a hub-fixtures folder (dev script: imports torch and transformers).
 
-    /tmp/venv/bin/python scripts/build_catalog.py [/work/shared/hub-fixtures]
+    .venv/bin/python scripts/build_catalog.py [/work/shared/hub-fixtures]
 
 For every ``org__name/config.json``: the config verbatim, a checkpoint summary and the provenance. Checkpoint
 tensors are derived from the config (no shard headers are available offline):
@@ -22,12 +22,11 @@ import os
 import sys
 import tempfile
 
+from vplan.planner.source.checkpoint import summarize_tensors, tensor_nbytes
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-from planner.checkpoint import summarize_tensors, tensor_nbytes  # noqa: E402
-
-OUT = os.path.join(ROOT, "planner", "catalog")
+OUT = os.path.join(ROOT, "planner", "source", "catalog")
 TORCH_TO_ST = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
 
 AIC = "ai-dynamo/aiconfigurator"

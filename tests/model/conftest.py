@@ -6,9 +6,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from vplan.planner.catalog import list_ids, load  # noqa: E402
-from vplan.planner.checkpoint import block_of  # noqa: E402
-from vplan.planner.model import build_spec  # noqa: E402
+from vplan.planner.source.catalog import list_ids, load  # noqa: E402
+from vplan.planner.source.checkpoint import block_of  # noqa: E402
+from vplan.planner.model.spec import build_spec  # noqa: E402
 
 CATALOG_IDS = list_ids()
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from .conftest import CATALOG_IDS, catalog_config, default_config, meta_bytes_by_block, meta_model, spec_of
-from vplan.planner import memory
-from vplan.planner.checkpoint import block_of
+from vplan.planner.memory import weights as memory
+from vplan.planner.source.checkpoint import block_of
 from vplan.planner.errors import UnsupportedModelError, VplanError
 
 # Families by transformers' defaults plus the switches the parameter layout depends on.
@@ -98,7 +98,7 @@ def test_deepseek_v25_meta_build_is_fast_and_exact():
 
 
 def test_unknown_architecture_falls_back_to_checkpoint_bytes_with_warning():
-    from vplan.planner.checkpoint import summarize_tensors
+    from vplan.planner.source.checkpoint import summarize_tensors
 
     ck = summarize_tensors([("model.embed_tokens.weight", "BF16", [100, 64]), ("model.layers.0.mixer.w", "BF16", [64, 64]),
                             ("model.layers.1.mixer.w", "F32", [64, 64]), ("lm_head.weight", "BF16", [100, 64])])
@@ -118,7 +118,7 @@ def test_multimodal_gemma3_is_not_silently_sized_as_text():
 
 
 def test_spec_round_trip():
-    from vplan.planner.model import ModelSpec
+    from vplan.planner.model.spec import ModelSpec
 
     spec = spec_of("openai/gpt-oss-20b", catalog_config("openai/gpt-oss-20b"))
     again = ModelSpec.from_dict(spec.to_dict())

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from .conftest import catalog_config, default_config, meta_bytes_by_block, meta_model, spec_of
-from vplan.planner import memory
+from vplan.planner.memory import weights as memory
 
 GIB = 1024**3
 BNB_CASES = ["meta-llama/Llama-3.3-70B-Instruct", "mistralai/Mixtral-8x7B-v0.1", "Qwen/Qwen3-30B-A3B",
@@ -95,8 +95,8 @@ def test_fp8_rejects_biased_experts():
 
 
 def test_fp8_checkpoint_kept_as_stored():
-    from vplan.planner.catalog import load
-    from vplan.planner.checkpoint import CheckpointSummary
+    from vplan.planner.source.catalog import load
+    from vplan.planner.source.checkpoint import CheckpointSummary
 
     e = load("Qwen/Qwen3-32B-FP8")
     ck = CheckpointSummary.from_dict(e["checkpoint"])
@@ -108,8 +108,8 @@ def test_fp8_checkpoint_kept_as_stored():
 def test_gpt_oss_mxfp4_and_bf16():
     """Checkpoint (index total_size) 13,761,264,768 B: experts as U8 blocks+scales, biases and the rest bf16.
     Held by Mxfp4GptOssExperts: the same, but expert biases in fp32 (+2 B each), plus rotary buffers."""
-    from vplan.planner.catalog import load
-    from vplan.planner.checkpoint import CheckpointSummary
+    from vplan.planner.source.catalog import load
+    from vplan.planner.source.checkpoint import CheckpointSummary
 
     e = load("openai/gpt-oss-20b")
     ck = CheckpointSummary.from_dict(e["checkpoint"])
@@ -126,8 +126,8 @@ def test_gpt_oss_mxfp4_and_bf16():
 def test_gptq_analytic_layout_equals_catalog_checkpoint_blocks():
     """AutoGPTQ 4-bit/group 64 layout (I32 qweight/qzeros/g_idx, F16 scales; catalog entry derived with the
     same layout on the meta device by the catalog builder)."""
-    from vplan.planner.catalog import load
-    from vplan.planner.checkpoint import CheckpointSummary
+    from vplan.planner.source.catalog import load
+    from vplan.planner.source.checkpoint import CheckpointSummary
 
     e = load("TheBloke/Wizard-Vicuna-30B-Uncensored-GPTQ")
     ck = CheckpointSummary.from_dict(e["checkpoint"])

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from vplan.planner import activations, memory
-from vplan.planner.catalog import load
-from vplan.planner.model import build_spec
+from vplan.planner.memory import activations
+
+from vplan.planner.memory import weights as memory
+from vplan.planner.source.catalog import load
+from vplan.planner.model.spec import build_spec
 
 REF = json.loads((Path(__file__).parent.parent / "fixtures" / "sim_reference.json").read_text())["rows"]
 CASES = [r for r in REF if r["peak_bytes"]]

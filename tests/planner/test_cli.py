@@ -14,7 +14,7 @@ def env(tmp_path):
 
 
 def vplan(env, *args):
-    return subprocess.run([sys.executable, "-m", "vplan.planner.cli", *args], env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "vplan.planner.cli.main", *args], env=env, capture_output=True, text=True)
 
 
 def test_check_json_contract(env):
@@ -37,7 +37,7 @@ def test_check_json_contract(env):
 
 
 def test_plan_file_round_trips(env, tmp_path):
-    from vplan.planner.plan import read_plan
+    from vplan.planner.plan.contract import read_plan
 
     out = tmp_path / "p.json"
     r = vplan(env, "plan", "Qwen/Qwen3-32B", "-o", str(out))

@@ -2,7 +2,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vplan.planner.placement import PlacementItem, place
+from vplan.planner.search.placement import PlacementItem, place
 
 
 def _model(n_layers=6, layer=20, embed=10, head=10, kv=2, tied=False):

@@ -3,11 +3,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vplan.planner.cluster import default_profile, profile_for_gpu
-from vplan.planner.model import build_spec
-from vplan.planner.plan import Workload
-from vplan.planner.search import SearchOptions, search
-from vplan.planner.source import resolve_model
+from vplan.planner.hardware.cluster import default_profile, profile_for_gpu
+from vplan.planner.model.spec import build_spec
+from vplan.planner.plan.contract import Workload
+from vplan.planner.search.core import SearchOptions, search
+from vplan.planner.source.resolve import resolve_model
 
 SIX = {
     "gpt": "openai/gpt-oss-20b", "dsv25": "deepseek-ai/DeepSeek-V2.5", "llama70": "meta-llama/Llama-3.3-70B-Instruct",
@@ -94,7 +94,7 @@ def test_memory_grows_with_context_and_batch(specs, ctx, extra, batch):
 
 @pytest.mark.parametrize("key", list(SIX))
 def test_precision_order_of_weight_bytes(specs, key):
-    from vplan.planner import memory
+    from vplan.planner.memory import weights as memory
 
     spec = specs[key]
     if spec.checkpoint_quant:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vplan.planner.plan import DeviceBudget, Plan, Speed, Workload
+from vplan.planner.plan.contract import DeviceBudget, Plan, Speed, Workload
 
 CONFIGS = Path(__file__).parent / "configs"
 GIB = 1024**3

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from vplan.planner.plan import write_plan
+from vplan.planner.plan.contract import write_plan
 
 from .conftest import GIB, PROMPTS, layer_map, make_plan
 
-VPLAN = [sys.executable, "-m", "vplan.planner.cli"]
+VPLAN = [sys.executable, "-m", "vplan.planner.cli.main"]
 
 
 def _env(tmp_path, **extra):
@@ -32,7 +32,7 @@ def _vplan(args, env, timeout=120):
 
 
 def test_import_is_cheap():
-    code = "import sys, vplan.runtime, vplan.runtime.cli, vplan.planner.cli; print(sorted(m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules))"
+    code = "import sys, vplan.runtime, vplan.runtime.cli, vplan.planner.cli.main; print(sorted(m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

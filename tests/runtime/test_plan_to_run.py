@@ -5,13 +5,17 @@ import os
 import subprocess
 import sys
 
-from vplan.planner import host, memory, overhead
-from vplan.planner.model import build_spec
-from vplan.planner.source import resolve_model
+from vplan.planner.memory import host
+
+from vplan.planner.memory import weights as memory
+
+from vplan.planner.memory import overhead
+from vplan.planner.model.spec import build_spec
+from vplan.planner.source.resolve import resolve_model
 
 
 def _vplan(*args, env):
-    return subprocess.run([sys.executable, "-m", "vplan.planner.cli", *args], env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "vplan.planner.cli.main", *args], env=env, capture_output=True, text=True)
 
 
 def test_plan_then_run_cpu_disk_and_resume(tiny_models, tmp_path):

@@ -178,10 +178,10 @@ def test_does_not_fit_plan_and_dry_run(gpu_plan, clean_env):
 
 
 def test_dry_run_does_not_import_torch(gpu_plan, tmp_path):
-    from vplan.planner.plan import write_plan
+    from vplan.planner.plan.contract import write_plan
 
     path = write_plan(gpu_plan, tmp_path / "plan.json")
-    code = ("import sys, json; from vplan.planner.plan import read_plan; from vplan.runtime.preflight import run_preflight;"
+    code = ("import sys, json; from vplan.planner.plan.contract import read_plan; from vplan.runtime.preflight import run_preflight;"
             f"r = run_preflight(read_plan({str(path)!r}), dry_run=True); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

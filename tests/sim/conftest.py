@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
 def simulated():
     """simulated(model_id, attn, prompt) -> SimResult of the catalog config, batch 1, bf16, 16 new tokens;
     each case is simulated once per session."""
-    from vplan.planner.catalog import load
+    from vplan.planner.source.catalog import load
     from vplan.runtime.simulate import simulate
 
     cache = {}

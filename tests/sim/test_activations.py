@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from vplan.planner import activations
-from vplan.planner.catalog import list_ids, load
-from vplan.planner.model import build_spec
+from vplan.planner.memory import activations
+from vplan.planner.source.catalog import list_ids, load
+from vplan.planner.model.spec import build_spec
 
 ROOT = Path(__file__).parent.parent.parent
 SWEEP = json.loads((ROOT / "benchmarks" / "results" / "accuracy.json").read_text())
@@ -72,5 +72,5 @@ def test_moe_decode_peak_at_short_prompts_and_prefill_at_long_ones():
 
 
 def test_planner_module_stays_pure():
-    code = "import sys, vplan.planner.activations; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, vplan.planner.memory.activations; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

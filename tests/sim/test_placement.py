@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vplan.planner import memory
-from vplan.planner.catalog import load
-from vplan.planner.model import build_spec
+from vplan.planner.memory import weights as memory
+from vplan.planner.source.catalog import load
+from vplan.planner.model.spec import build_spec
 from vplan.runtime.simulate import simulate
 
 MID, PROMPT = "Qwen/Qwen3-0.6B", 256

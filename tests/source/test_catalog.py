@@ -7,8 +7,8 @@ import time
 import pytest
 
 from tests.source.conftest import FIXTURES
-from vplan.planner import catalog
-from vplan.planner.checkpoint import CheckpointSummary, block_of, tensor_nbytes
+from vplan.planner.source import catalog
+from vplan.planner.source.checkpoint import CheckpointSummary, block_of, tensor_nbytes
 
 SIX = ["openai/gpt-oss-20b", "deepseek-ai/DeepSeek-V2.5", "meta-llama/Llama-3.3-70B-Instruct",
        "Qwen/Qwen2.5-72B-Instruct", "Qwen/Qwen3-32B", "deepseek-ai/deepseek-llm-7b-chat"]
@@ -89,7 +89,7 @@ def test_gpt_oss_virtual_shards_through_hub(hf_env, hub_server):
     files["config.json"] = json.dumps(cfg)
     files["model.safetensors.index.json"] = json.dumps(idx)
     hub_server.add_repo("openai/gpt-oss-20b", files)
-    from vplan.planner.source import resolve_model
+    from vplan.planner.source.resolve import resolve_model
     t0 = time.perf_counter()
     src = resolve_model("openai/gpt-oss-20b", endpoint=hub_server.endpoint)
     assert time.perf_counter() - t0 < 5

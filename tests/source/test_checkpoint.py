@@ -1,6 +1,6 @@
 import pytest
 
-from vplan.planner.checkpoint import (SAFETENSORS_DTYPE_BYTES, CheckpointSummary, block_of, summarize_tensors,
+from vplan.planner.source.checkpoint import (SAFETENSORS_DTYPE_BYTES, CheckpointSummary, block_of, summarize_tensors,
                                       tensor_nbytes)
 
 

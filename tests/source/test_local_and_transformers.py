@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from vplan.planner.source import resolve_model
+from vplan.planner.source.resolve import resolve_model
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -89,7 +89,7 @@ def test_default_endpoint_without_network_is_fast(hf_env):
     except OSError:
         pass
     code = ("import time, sys; t=time.perf_counter()\n"
-            "from vplan.planner.source import resolve_model\n"
+            "from vplan.planner.source.resolve import resolve_model\n"
             "s = resolve_model('Qwen/Qwen2.5-72B-Instruct')\n"
             "print(s.source, round(time.perf_counter()-t, 3), 'huggingface_hub' in sys.modules)\n"
             "print(s.notes[0])\n")

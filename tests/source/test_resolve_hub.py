@@ -8,7 +8,7 @@ import pytest
 from tests.hubserver import HubServer, VirtualSafetensors
 from vplan.planner.errors import (GatedModelError, HubUnreachableError, MalformedConfigError, ModelNotFoundError,
                                   NoConfigError, OfflineNoCacheError)
-from vplan.planner.source import resolve_model
+from vplan.planner.source.resolve import resolve_model
 
 CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 4, "num_hidden_layers": 2,
           "torch_dtype": "bfloat16", "vocab_size": 10}

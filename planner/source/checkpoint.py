@@ -1,6 +1,6 @@
 """What a checkpoint stores: bytes and element counts per safetensors dtype and per device-map block.
 
-Pure: no torch, no I/O. :mod:`vplan.planner.source` feeds it (name, dtype, shape) triples read from
+Pure: no torch, no I/O. :mod:`vplan.planner.source.resolve` feeds it (name, dtype, shape) triples read from
 safetensors headers (Hub, HF cache, local folder) or the bundled catalog.
 """
 from __future__ import annotations

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from . import budget
-from .cluster import ClusterProfile, Partition
-from .errors import UsageError
-from .model import ModelSpec
-from .plan import Plan, Workload
-from .units import GIB
+from vplan.planner.search import candidate as budget
+from vplan.planner.hardware.cluster import ClusterProfile, Partition
+from vplan.planner.errors import UsageError
+from vplan.planner.model.spec import ModelSpec
+from vplan.planner.plan.contract import Plan, Workload
+from vplan.planner.units import GIB
 
 # Quality order: a higher precision is preferred whenever it fits.
 QUALITY = {"fp32": 0, "bf16": 1, "fp16": 1, "mxfp4": 1, "fp8": 2, "int8": 3, "bnb-int8": 3,
@@ -120,7 +120,7 @@ def search(spec: ModelSpec, profile: ClusterProfile, opts: SearchOptions, *, _su
             near = (widest or cands or [budget.build_candidate(spec, profile, part, precs[0], gpu_counts[-1], opts, offload="none")])[0]
         chosen = replace(near, status="does-not-fit")
         if _suggest:
-            from .matrix import suggest_hardware
+            from vplan.planner.search.matrix import suggest_hardware
 
             suggestions = suggest_hardware(spec, opts)
     alts = tuple(c for c in _dedupe(cands) if c is not chosen and not _same(c, chosen))

@@ -29,10 +29,10 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Sequence
 
-from .cluster import ClusterProfile, Partition
-from .errors import ClusterError, NoFittingPlanError, UsageError
-from .plan import Plan
-from .units import GIB, MIB, format_duration_slurm, parse_duration_s
+from vplan.planner.hardware.cluster import ClusterProfile, Partition
+from vplan.planner.errors import ClusterError, NoFittingPlanError, UsageError
+from vplan.planner.plan.contract import Plan
+from vplan.planner.units import GIB, MIB, format_duration_slurm, parse_duration_s
 
 MEM_MARGIN_PERCENT = 10
 MEM_MARGIN_MIN_BYTES = 4 * GIB

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from . import activations, host as hostmod, memory, overhead
-from .cluster import ClusterProfile, Partition
-from .hardware import GpuSpec
-from .model import ModelSpec
-from .placement import PlacementItem, place
-from .plan import DeviceBudget, Plan, Workload
-from .speed import SpeedInputs, estimate_speed, prefill_flops
-from .units import GIB
+from vplan.planner.memory import activations
+
+from vplan.planner.memory import host as hostmod
+
+from vplan.planner.memory import weights as memory
+
+from vplan.planner.memory import overhead
+from vplan.planner.hardware.cluster import ClusterProfile, Partition
+from vplan.planner.hardware.gpus import GpuSpec
+from vplan.planner.model.spec import ModelSpec
+from vplan.planner.search.placement import PlacementItem, place
+from vplan.planner.plan.contract import DeviceBudget, Plan, Workload
+from vplan.planner.search.speed import SpeedInputs, estimate_speed, prefill_flops
+from vplan.planner.units import GIB
 
 VPLAN_VERSION = "0.1.0"
 DTYPE_OF = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}

@@ -8,7 +8,7 @@ quantization), inside the allocator reserve below; not modelled separately.
 """
 from __future__ import annotations
 
-from .hardware import GpuSpec
+from vplan.planner.hardware.gpus import GpuSpec
 
 MIB = 1024**2
 GIB = 1024**3

@@ -1,7 +1,7 @@
 """Bundled offline catalog: one JSON per model (``org__name.json``), loaded lazily, one file per lookup.
 
 Each file holds ``model_id``, ``revision`` (null unless truly known), ``config`` (verbatim config.json
-content), ``checkpoint`` (a :class:`~vplan.planner.checkpoint.CheckpointSummary` dict), ``provenance`` and
+content), ``checkpoint`` (a :class:`~vplan.planner.source.checkpoint.CheckpointSummary` dict), ``provenance`` and
 ``reconstructed``. Rebuilt by ``scripts/build_catalog.py``.
 """
 from __future__ import annotations

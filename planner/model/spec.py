@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .checkpoint import CheckpointSummary
+from vplan.planner.source.checkpoint import CheckpointSummary
 
 WEIGHT_CLASSES = ("linear", "linear_bias", "experts", "embedding", "lm_head", "other")
 
@@ -174,6 +174,6 @@ _DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 
 def build_spec(model_id: str, revision: str | None, source: str, config: dict,
                checkpoint: CheckpointSummary | None, notes: tuple[str, ...] = ()) -> ModelSpec:
-    from .arch import analyze
+    from vplan.planner.model.architectures import analyze
 
     return analyze(model_id, revision, source, config, checkpoint, tuple(notes))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .hardware import GpuSpec
-from .plan import Speed
+from vplan.planner.hardware.gpus import GpuSpec
+from vplan.planner.plan.contract import Speed
 
 # Decode GEMV/GEMM at batch 1-8 reaches roughly 70-80 % of datasheet HBM bandwidth.
 HBM_EFFICIENCY = 0.75

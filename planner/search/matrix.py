@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .cluster import profile_for_gpu
-from .hardware import GPU_CATALOG
-from .model import ModelSpec
-from .plan import Plan
+from vplan.planner.hardware.cluster import profile_for_gpu
+from vplan.planner.hardware.gpus import GPU_CATALOG
+from vplan.planner.model.spec import ModelSpec
+from vplan.planner.plan.contract import Plan
 
 GPU_COUNTS = (1, 2, 4, 8)
 
@@ -21,7 +21,7 @@ class MatrixRow:
 def hardware_matrix(spec: ModelSpec, opts, gpu_names: tuple[str, ...] | None = None,
                     counts: tuple[int, ...] = GPU_COUNTS) -> list[MatrixRow]:
     """Best plan for each catalog GPU type x GPUs per node (node RAM: the catalog default)."""
-    from .search import search  # search imports this module for suggestions
+    from vplan.planner.search.core import search  # search imports this module for suggestions
 
     rows = []
     o = replace(opts, partition=None, max_gpus=None)
@@ -35,7 +35,7 @@ def hardware_matrix(spec: ModelSpec, opts, gpu_names: tuple[str, ...] | None = N
 
 def suggest_hardware(spec: ModelSpec, opts, limit: int = 3) -> tuple[str, ...]:
     """Setups from the catalog that run the model entirely on GPUs, best precision and least memory first."""
-    from .search import QUALITY
+    from vplan.planner.search.core import QUALITY
 
     # one search per GPU type on an 8-GPU node: the search itself finds the fewest GPUs that fit
     o = replace(opts, no_offload=True)

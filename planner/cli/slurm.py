@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .errors import UsageError
+from vplan.planner.errors import UsageError
 
 
 class _UserCommand(click.Command):
@@ -48,7 +48,7 @@ def write_atomic(text: str, path: str | Path, *, force: bool, mode: int = 0o755)
 
 
 def _profile(cluster_file: str | None):
-    from .cluster import default_profile, load_profile
+    from vplan.planner.hardware.cluster import default_profile, load_profile
 
     return load_profile(cluster_file) if cluster_file else default_profile()
 
@@ -80,8 +80,8 @@ def render_sbatch_cmd(ctx, plans, output, as_array, cluster_file, partition, con
     The job runs `vplan run "$VPLAN_PLAN"`, or the command after `--`:
     vplan render-sbatch plan.json -o job.sh -- python my_job.py --plan plan.json
     """
-    from .plan import read_plan
-    from .sbatch import SbatchOptions, render_arrays, render_sbatch
+    from vplan.planner.plan.contract import read_plan
+    from vplan.planner.slurm.render import SbatchOptions, render_arrays, render_sbatch
 
     if len(plans) > 1 and not as_array:
         raise UsageError(f"{len(plans)} plans given: pass --array for one job array, or render them one by one")
@@ -130,7 +130,7 @@ def cluster_group():
 @click.option("--force", is_flag=True, help="Overwrite the output file.")
 def detect_cmd(scontrol_file, sinfo_file, name, output, force):
     """Print a cluster profile (TOML) from `scontrol show node -o` and `sinfo` on a login node."""
-    from .detect import detect
+    from vplan.planner.slurm.detect import detect
 
     sc = Path(scontrol_file).read_text() if scontrol_file else None
     si = Path(sinfo_file).read_text() if sinfo_file else None

@@ -6,9 +6,9 @@ Unknown architectures fall back to the checkpoint's bytes per block, with a visi
 """
 from __future__ import annotations
 
-from .checkpoint import CheckpointSummary
-from .errors import MalformedConfigError, UnsupportedModelError
-from .model import AttentionLayer, Block, MoeSpec, ModelSpec
+from vplan.planner.source.checkpoint import CheckpointSummary
+from vplan.planner.errors import MalformedConfigError, UnsupportedModelError
+from vplan.planner.model.spec import AttentionLayer, Block, MoeSpec, ModelSpec
 
 DENSE = {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text"}
 MOE = {"mixtral", "qwen3_moe", "deepseek_v2", "deepseek_v3", "gpt_oss"}

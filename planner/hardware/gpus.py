@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .errors import UsageError
+from vplan.planner.errors import UsageError
 
 MIB = 1024**2
 GB_S = 1000**3

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import PlanFileError
+from vplan.planner.errors import PlanFileError
 
 PLAN_SCHEMA_VERSION = 1
 STATUSES = ("fits", "cpu-offload", "disk-offload", "does-not-fit")

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import catalog
-from .checkpoint import CheckpointSummary, summarize_tensors
-from .errors import (GatedModelError, HubUnreachableError, MalformedConfigError, ModelNotFoundError,
+from vplan.planner.source import catalog
+from vplan.planner.source.checkpoint import CheckpointSummary, summarize_tensors
+from vplan.planner.errors import (GatedModelError, HubUnreachableError, MalformedConfigError, ModelNotFoundError,
                      ModelSourceError, NoConfigError, OfflineNoCacheError)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"

@@ -1,10 +1,10 @@
 """Human and machine renderings of check results: rich tables, memory bars, the --json contract."""
 from __future__ import annotations
 
-from .cluster import ClusterProfile
-from .hardware import GPU_CATALOG
-from .plan import Plan
-from .units import GIB, fmt_count
+from vplan.planner.hardware.cluster import ClusterProfile
+from vplan.planner.hardware.gpus import GPU_CATALOG
+from vplan.planner.plan.contract import Plan
+from vplan.planner.units import GIB, fmt_count
 
 STATUS_STYLE = {"fits": "bold green", "cpu-offload": "yellow", "disk-offload": "red", "does-not-fit": "bold red"}
 

@@ -9,9 +9,9 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import ClusterError, UsageError, VplanError
-from .hardware import GB_S, GPU_CATALOG, GpuSpec, find_gpu
-from .units import parse_duration_s, parse_size_bytes
+from vplan.planner.errors import ClusterError, UsageError, VplanError
+from vplan.planner.hardware.gpus import GB_S, GPU_CATALOG, GpuSpec, find_gpu
+from vplan.planner.units import parse_duration_s, parse_size_bytes
 
 DEFAULT_STORAGE_BYTES_PER_S = 1 * GB_S  # shared filesystem read, one client (Lustre/GPFS/NFS, conservative)
 DEFAULT_SCRATCH_BYTES_PER_S = 2 * GB_S  # node-local NVMe read

@@ -7,12 +7,12 @@ per output row), nf4 (bitsandbytes 4-bit: 0.5 byte + one fp32 absmax per 64-elem
 fp32 scale per 128x128 block of each Linear and of the fused experts), mxfp4 (gpt-oss experts: 4-bit
 values + one U8 scale per 32 elements; the expert biases are fp32 in ``Mxfp4GptOssExperts``), and
 pre-quantized checkpoints kept as stored (gptq/awq/bnb: the checkpoint's own bytes per block, else the
-analytic packed layout). What each method converts: see the docstring of :mod:`vplan.planner.model`.
+analytic packed layout). What each method converts: see the docstring of :mod:`vplan.planner.model.spec`.
 Buffers (rotary inv_freq, gemma embed_scale, DeepSeek-V3 e_score_correction_bias) are included.
 """
 from __future__ import annotations
 
-from .model import Block, ModelSpec
+from vplan.planner.model.spec import Block, ModelSpec
 
 COMPUTE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 PRECISIONS = ("bf16", "fp16", "fp32", "fp8", "mxfp4", "int8", "nf4",
@@ -150,7 +150,7 @@ def kv_cache_bytes(spec: ModelSpec, context_tokens: int, batch: int, cache_dtype
 
 def host_ram_bytes(spec: ModelSpec, precision: str, cpu_blocks, *, bnb_fp32_offload: bool = False) -> int:
     """Host RAM of a plan: CPU-held weights + process baseline + loading peak (overhead.py constants)."""
-    from . import overhead
+    from vplan.planner.memory import overhead
 
     w = weight_bytes_by_block(spec, precision, cpu_offload_fp32=bnb_fp32_offload)
     largest = max(weight_bytes_by_block(spec, precision).values(), default=0)

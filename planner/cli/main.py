@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .errors import UsageError, VplanError
+from vplan.planner.errors import UsageError, VplanError
 
 WORKLOAD_DEFAULTS = {"context": 4096, "max_new_tokens": 512, "batch": 1}
 
@@ -50,8 +50,8 @@ def _workload_options(f):
 
 
 def _options_from(kw: dict):
-    from .plan import Workload
-    from .search import SearchOptions
+    from vplan.planner.plan.contract import Workload
+    from vplan.planner.search.core import SearchOptions
 
     prompt = kw.get("prompt_tokens") or kw["context_tokens"]
     if prompt > kw["context_tokens"]:
@@ -64,7 +64,7 @@ def _options_from(kw: dict):
 
 
 def _profile_from(kw: dict):
-    from .cluster import default_profile, load_profile, profile_for_gpu
+    from vplan.planner.hardware.cluster import default_profile, load_profile, profile_for_gpu
 
     gpu, n, mem, cpus = kw.get("gpu_type"), kw.get("gpus_per_node"), kw.get("node_mem"), kw.get("cpus_per_node")
     if kw.get("cluster_file"):
@@ -83,9 +83,9 @@ def _profile_from(kw: dict):
 
 
 def _check(models, kw):
-    from .model import build_spec
-    from .search import search
-    from .source import resolve_model
+    from vplan.planner.model.spec import build_spec
+    from vplan.planner.search.core import search
+    from vplan.planner.source.resolve import resolve_model
 
     profile = _profile_from(kw)
     opts = _options_from(kw)
@@ -111,7 +111,7 @@ def cli():
 @click.option("--hardware", is_flag=True, help="Show the model across the GPU catalog (1/2/4/8 GPUs per node).")
 def check_cmd(models, as_json, explain, hardware, **kw):
     """Which setups run MODELS, at which precision, with what offload, how fast, and why not."""
-    from . import render
+    from vplan.planner.cli import display as render
 
     profile, opts, results = _check(models, kw)
     if as_json:
@@ -119,7 +119,7 @@ def check_cmd(models, as_json, explain, hardware, **kw):
         return
     render.print_check(results, profile, opts, explain=explain)
     if hardware:
-        from .matrix import hardware_matrix
+        from vplan.planner.search.matrix import hardware_matrix
 
         for res in results:
             render.print_matrix(res.spec, hardware_matrix(res.spec, opts))
@@ -132,8 +132,8 @@ def check_cmd(models, as_json, explain, hardware, **kw):
 @click.option("--force", is_flag=True, help="Overwrite an existing plan file.")
 def plan_cmd(model, output, force, **kw):
     """Write the plan file for MODEL: the contract the runtime and render-sbatch follow."""
-    from . import render
-    from .plan import write_plan
+    from vplan.planner.cli import display as render
+    from vplan.planner.plan.contract import write_plan
 
     profile, opts, results = _check([model], kw)
     res = results[0]
@@ -148,7 +148,7 @@ def plan_cmd(model, output, force, **kw):
 @cli.command("gpus")
 def gpus_cmd():
     """List the built-in GPU catalog."""
-    from . import render
+    from vplan.planner.cli import display as render
 
     render.print_gpus()
 
@@ -156,7 +156,7 @@ def gpus_cmd():
 def _register_optional():
     """Commands from other modules; each imports its heavy dependencies only when it runs."""
     try:
-        from .cli_slurm import cluster_group, render_sbatch_cmd
+        from vplan.planner.cli.slurm import cluster_group, render_sbatch_cmd
 
         cli.add_command(render_sbatch_cmd, "render-sbatch")
         cli.add_command(cluster_group, "cluster")

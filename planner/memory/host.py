@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import overhead
-from .model import ModelSpec
+from vplan.planner.memory import overhead
+from vplan.planner.model.spec import ModelSpec
 
 # Of a node's RAM, this fraction is planned for the job: the rest is the OS, slurmd, page cache and
 # the margin render-sbatch adds on top of the plan (a 120 GB offload budget cannot live in 128 GB).

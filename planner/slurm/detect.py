@@ -14,10 +14,10 @@ import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .cluster import DEFAULT_SCRATCH_BYTES_PER_S, DEFAULT_STORAGE_BYTES_PER_S, ClusterProfile, Partition
-from .errors import ClusterError, UsageError
-from .hardware import GB_S, GpuSpec, find_gpu
-from .units import GB, MIB, parse_duration_s
+from vplan.planner.hardware.cluster import DEFAULT_SCRATCH_BYTES_PER_S, DEFAULT_STORAGE_BYTES_PER_S, ClusterProfile, Partition
+from vplan.planner.errors import ClusterError, UsageError
+from vplan.planner.hardware.gpus import GB_S, GpuSpec, find_gpu
+from vplan.planner.units import GB, MIB, parse_duration_s
 
 SCONTROL_CMD = ("scontrol", "show", "node", "-o")
 SINFO_CMD = ("sinfo", "-h", "-o", "%P %a %l %D")

@@ -175,8 +175,8 @@ def predicted_peak_tensor_bytes(config: dict, *, batch: int, prompt_tokens: int,
     """What the simulator measures, predicted: weights + KV of the prompt (the peak is in the last prefill
     layer, all layers' prompt KV held) + activations. Weights/KV come from planner.memory unless given.
     Returns {peak_bytes, weights, kv, activations, phase, where}."""
-    from . import memory
-    from .model import build_spec
+    from vplan.planner.memory import weights as memory
+    from vplan.planner.model.spec import build_spec
 
     cfg = {k: v for k, v in config.items() if k != "quantization_config"} if precision == "bf16" else config
     spec = build_spec(str(config.get("_name_or_path") or "config"), None, "config", cfg, None)
