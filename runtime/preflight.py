@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Mapping
 
 from vplan.planner.errors import PreflightError
+from vplan.planner.source.hf_cache import hub_cache_dir, is_offline, offline_variable, snapshot_dir
+from vplan.planner.source.local import missing_model_files
 from vplan.planner.plan.contract import Plan
 from vplan.planner.units import GIB, gib
 
@@ -175,48 +177,6 @@ def host_ram_limit(env: Mapping[str, str] | None = None) -> tuple[int, str]:
     return min(((v, src) for v, src in found if v is not None), key=lambda x: x[0])
 
 
-def hf_cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get("HF_HUB_CACHE"):
-        return Path(env["HF_HUB_CACHE"]).expanduser()
-    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
-    return Path(home).expanduser() / "hub"
-
-
-def is_offline(env: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if env is None else env
-    return env.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
-def missing_model_files(folder: Path) -> list[str]:
-    """What a folder lacks to load: config.json and every weight shard (index-aware). Empty when complete."""
-    if not folder.is_dir():
-        return [str(folder)]
-    missing = [] if (folder / "config.json").is_file() else ["config.json"]
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        idx = folder / index_name
-        if idx.is_file():
-            try:
-                shards = sorted(set(json.loads(idx.read_text())["weight_map"].values()))
-            except (ValueError, KeyError):
-                return missing + [f"{index_name} (unreadable)"]
-            return missing + [s for s in shards if not (folder / s).is_file()]
-    if not any(folder.glob("*.safetensors")) and not any(folder.glob("pytorch_model*.bin")):
-        missing.append("weights (*.safetensors)")
-    return missing
-
-
-def cached_snapshot(model_id: str, revision: str | None, cache_dir: Path) -> Path | None:
-    """The snapshot folder of ``model_id`` at ``revision`` (a commit sha, or a ref such as main) in the HF cache."""
-    repo = cache_dir / ("models--" + model_id.replace("/", "--"))
-    rev = revision or "main"
-    ref = repo / "refs" / rev
-    if ref.is_file():
-        rev = ref.read_text().strip()
-    snap = repo / "snapshots" / rev
-    return snap if snap.is_dir() else None
-
-
 def _free_disk(path: Path) -> tuple[int, Path]:
     p = path.expanduser().absolute()
     while not p.exists() and p != p.parent:
@@ -355,15 +315,15 @@ def _check_model_files(plan: Plan, model_path: str | None, env: Mapping[str, str
         missing = missing_model_files(Path(local))
         return [Check("model files", not missing, f"{local}: " + ("complete" if not missing else "missing " + ", ".join(missing[:3])),
                       "" if not missing else "point --model-path at a folder with config.json and all weight shards")]
-    cache = hf_cache_dir(env)
-    snap = cached_snapshot(plan.model_id, plan.revision, cache)
+    cache = hub_cache_dir(env=env)
+    snap = snapshot_dir(plan.model_id, plan.revision, cache)
     missing = missing_model_files(snap) if snap else ["snapshot"]
     rev = plan.revision or "main"
     if not missing:
         return [Check("model files", True, f"{plan.model_id}@{rev[:12]} is complete in the HF cache ({snap})")]
     if is_offline(env):
         what = "is not in" if snap is None else f"is incomplete in (missing {', '.join(missing[:3])})"
-        return [Check("model files", False, f"HF_HUB_OFFLINE=1 and {plan.model_id}@{rev[:12]} {what} the HF cache {cache}",
+        return [Check("model files", False, f"{offline_variable(env)} and {plan.model_id}@{rev[:12]} {what} the HF cache {cache}",
                       f"download it where the Hub is reachable: `hf download {plan.model_id} --revision {rev}` with the same HF_HOME")]
     free, existing = _free_disk(cache)
     ok = plan.hub_cache_bytes <= free
