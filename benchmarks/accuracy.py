@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from vplan.planner.memory import activations
+from vplan.planner.model import build_spec
 from vplan.planner.source.catalog import list_ids, load
 
 OUT = Path(__file__).parent / "results"
@@ -42,8 +43,11 @@ def config_of(mid: str) -> dict:
     return load(mid)["config"]
 
 
-def predicted(config: dict, prompt: int, attn: str) -> dict:
-    return activations.predicted_peak_tensor_bytes(config, batch=1, prompt_tokens=prompt, attn_implementation=attn)
+def predicted(mid: str, prompt: int, attn: str, transformers: str) -> dict:
+    """The planner's prediction for the transformers version the row was simulated with."""
+    cfg = {k: v for k, v in config_of(mid).items() if k != "quantization_config"}  # simulated as bf16
+    spec = build_spec(mid, None, "config", cfg, None, transformers=transformers)
+    return activations.predicted_peak_tensor_bytes(spec, batch=1, prompt_tokens=prompt, attn_implementation=attn)
 
 
 def cases(models: list[str] | None, prompts) -> list[tuple[str, int, str]]:
@@ -72,14 +76,17 @@ def main() -> None:
         more = json.loads(extra.read_text())
         rows += [r for r in more["rows"] + more.get("fixture_rows", []) if (r["model"], r["prompt_tokens"], r["attn"]) not in have]
     if not a.report_only:
-        from vplan.runtime.simulate import simulate
+        import transformers
+
+        from vplan.runtime.sim.simulate import simulate
 
         done = {(r["model"], r["prompt_tokens"], r["attn"]) for r in rows}
         for mid, prompt, attn in cases(a.models, a.prompts):
             if (mid, prompt, attn) in done:
                 continue
             r = simulate(config_of(mid), batch=1, prompt_tokens=prompt, new_tokens=16, attn_implementation=attn)
-            rows.append({"model": mid, "attn": attn, "prompt_tokens": prompt, "simulated_bytes": r.peak_bytes,
+            rows.append({"model": mid, "attn": attn, "prompt_tokens": prompt, "transformers": transformers.__version__,
+                         "simulated_bytes": r.peak_bytes,
                          "simulated_breakdown": r.breakdown, "phase": r.where.get("phase"),
                          "where": f"{r.where.get('module')} :: {r.where.get('op')}", "sim_seconds": r.elapsed_s,
                          "max_rss_bytes": r.max_rss_bytes, "notes": list(r.notes)})
@@ -102,7 +109,7 @@ def _save(path: Path, machine: str, date: str, rows: list[dict]) -> None:
 
 
 def _score(row: dict) -> None:
-    p = predicted(config_of(row["model"]), row["prompt_tokens"], row["attn"])
+    p = predicted(row["model"], row["prompt_tokens"], row["attn"], row["transformers"])
     row.update(predicted_bytes=p["peak_bytes"], predicted_breakdown={k: p[k] for k in ("weights", "kv", "activations")},
                error_pct=round(100 * (p["peak_bytes"] - row["simulated_bytes"]) / row["simulated_bytes"], 3))
     row["within_bounds"] = LOWER <= row["error_pct"] <= UPPER
@@ -113,7 +120,8 @@ def write_md(rows: list[dict]) -> None:
     lines = ["# Planner vs simulator: peak tensor memory of generate()", "",
              "Batch 1, bf16, prompt + 16 new tokens, SDPA routed as on an H100, 512-byte rounding, tensor memory only",
              "(no CUDA context, workspaces or fragmentation). Predicted = weights + prompt KV + analytic activations",
-             "(vplan.planner.memory.activations.predicted_peak_tensor_bytes); simulated = runtime/simulate.py.",
+             "(vplan.planner.memory.activations.predicted_peak_tensor_bytes, for the transformers version of the row);",
+             "simulated = runtime/sim/simulate.py.",
              f"Bound: error within [{LOWER:+.0f} %, {UPPER:+.0f} %]. Regenerate: `python benchmarks/accuracy.py`",
              "(resumes; delete accuracy.json to start over; `--report-only` re-predicts without simulating).", "",
              "| model | attn | prompt | predicted act. | simulated act. | predicted peak | simulated peak | error | ok | phase | where |",
@@ -129,9 +137,11 @@ def write_md(rows: list[dict]) -> None:
                   f"{worst['error_pct']:+.3f} % ({worst['model']}, {worst['attn']}, {worst['prompt_tokens']}). "
                   f"Slowest simulation {max(r['sim_seconds'] for r in rows):.1f} s; "
                   f"max RSS {max(r['max_rss_bytes'] for r in rows) / 2**20:.0f} MiB (sweep process)."]
-    lines += ["", "Rows named `fixture:NAME` use tests/fixtures/configs/NAME.json: gemma shapes written from the public "
+    versions = sorted({r["transformers"] for r in rows})
+    lines += ["", f"Simulated with transformers {', '.join(versions)}; each row is predicted for its own version.",
+              "Rows named `fixture:NAME` use tests/fixtures/configs/NAME.json: gemma shapes written from the public "
               "config.json files (not in the bundled catalog). gemma2 and gpt-oss have no sdpa path in transformers "
-              "5.23: eager only."]
+              "5: eager only."]
     lines += ["", "Not swept: " + "; ".join(f"{k} ({v})" for k, v in SKIP.items()) + "."]
     (OUT / "accuracy.md").write_text("\n".join(lines) + "\n")
 

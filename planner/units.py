@@ -5,9 +5,11 @@ import re
 
 from vplan.planner.errors import UsageError
 
-GIB = 1024**3
+KIB = 1024
 MIB = 1024**2
+GIB = 1024**3
 GB = 1000**3
+GB_S = GB  # bandwidths: bytes per second, written in GB/s for people
 
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]?)(i?)(B?)\s*$", re.IGNORECASE)
 _POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
@@ -36,10 +38,6 @@ def parse_size_bytes(text: str | int | float, *, what: str = "size") -> int:
 
 def gib(n_bytes: int | float) -> str:
     return f"{n_bytes / GIB:.1f} GiB"
-
-
-def gb(n_bytes: int | float) -> str:
-    return f"{n_bytes / GB:.1f} GB"
 
 
 def fmt_count(n: int) -> str:

@@ -6,10 +6,10 @@
 """
 from __future__ import annotations
 
-from .generate import done_ids, generate_record, read_records, run_records
-from .load import build_from_pretrained_kwargs, load_planned
-from .preflight import Check, GpuInfo, PreflightReport, run_preflight
-from .report import DeviceMeasure, LoadReport, RunReport
+from vplan.runtime.transformers.generate import done_ids, generate_record, read_records, run_records
+from vplan.runtime.transformers.load import build_from_pretrained_kwargs, load_planned
+from vplan.runtime.preflight import Check, GpuInfo, PreflightReport, run_preflight
+from vplan.runtime.report import DeviceMeasure, LoadReport, RunReport
 
 __all__ = ["Check", "DeviceMeasure", "GpuInfo", "LoadReport", "PreflightReport", "RunReport", "build_from_pretrained_kwargs",
            "done_ids", "generate_record", "load_planned", "read_records", "run_preflight", "run_records"]

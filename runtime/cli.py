@@ -37,9 +37,9 @@ def _render_checks(report, *, tty: bool) -> None:
 @click.option("--model-path", type=click.Path(file_okay=False), default=None, help="Local folder with the checkpoint instead of the Hub id.")
 def preflight_cmd(plan_file, as_json, dry_run, model_path):
     """Check this node against PLAN (GPUs, free memory, job RAM limit, disk, files, packages) without loading."""
-    from vplan.planner.plan.contract import read_plan
+    from vplan.planner.plan import read_plan
 
-    from .preflight import run_preflight
+    from vplan.runtime.preflight import run_preflight
 
     report = run_preflight(read_plan(plan_file), model_path=model_path, dry_run=dry_run)
     if as_json:
@@ -76,12 +76,12 @@ def run_cmd(plan_file, prompt, input_path, output_path, max_new_tokens, do_sampl
         raise UsageError("--input needs --output out.jsonl (results are appended there, and reruns resume from it)")
     if temperature is not None and not do_sample:
         raise UsageError("--temperature only applies with --do-sample (decoding is greedy otherwise)")
-    from vplan.planner.plan.contract import read_plan
+    from vplan.planner.plan import read_plan
 
-    from .generate import read_records, run_records
-    from .load import load_planned
-    from .preflight import run_preflight
-    from .report import stderr_log
+    from vplan.runtime.transformers.generate import read_records, run_records
+    from vplan.runtime.transformers.load import load_planned
+    from vplan.runtime.preflight import run_preflight
+    from vplan.runtime.report import stderr_log
 
     plan = read_plan(plan_file)
     records = read_records(input_path) if input_path else [{"id": 0, "prompt": prompt}]
@@ -101,7 +101,7 @@ def run_cmd(plan_file, prompt, input_path, output_path, max_new_tokens, do_sampl
 
     run_report = run_records(model, tokenizer, records, plan, output=output_path, max_new_tokens=max_new_tokens,
                              do_sample=do_sample, temperature=temperature, chat_template=not no_chat_template, on_record=show)
-    from .report import render_measures
+    from vplan.runtime.report import render_measures
 
     render_measures(run_report.peak, "Peak memory, measured vs planned")
     if report_path:

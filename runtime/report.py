@@ -123,17 +123,11 @@ def _quant_state_bytes(t) -> int:
     if isinstance(scb, torch.Tensor):
         extra += scb.numel() * scb.element_size()
     qs = getattr(t, "quant_state", None)
-    if qs is not None:
+    for state in (qs, getattr(qs, "state2", None)):  # double quantization nests a second state
         for name in ("absmax", "code"):
-            v = getattr(qs, name, None)
+            v = getattr(state, name, None)
             if isinstance(v, torch.Tensor):
                 extra += v.numel() * v.element_size()
-        nested = getattr(qs, "state2", None)
-        if nested is not None:
-            for name in ("absmax", "code"):
-                v = getattr(nested, name, None)
-                if isinstance(v, torch.Tensor):
-                    extra += v.numel() * v.element_size()
     return extra
 
 

@@ -1,9 +1,8 @@
 """Human and machine renderings of check results: rich tables, memory bars, the --json contract."""
 from __future__ import annotations
 
-from vplan.planner.hardware.cluster import ClusterProfile
 from vplan.planner.hardware.gpus import GPU_CATALOG
-from vplan.planner.plan.contract import Plan
+from vplan.planner.plan.contract import Plan, Rejection
 from vplan.planner.units import GIB, fmt_count
 
 STATUS_STYLE = {"fits": "bold green", "cpu-offload": "yellow", "disk-offload": "red", "does-not-fit": "bold red"}
@@ -11,60 +10,6 @@ STATUS_STYLE = {"fits": "bold green", "cpu-offload": "yellow", "disk-offload": "
 
 def _g(n: int) -> str:
     return f"{n / GIB:.1f}"
-
-
-def plan_summary(p: Plan) -> dict:
-    return {
-        "status": p.status,
-        "gpus": p.gpus,
-        "gpu_type": p.gpu_type,
-        "precision": p.precision,
-        "gpu_bytes": [d.total_bytes for d in p.gpu_devices],
-        "gpu_breakdown": [
-            {"device": d.device, "weights_bytes": d.weights_bytes, "kv_cache_bytes": d.kv_cache_bytes,
-             "activation_bytes": d.activation_bytes, "overhead_bytes": d.overhead_bytes, "capacity_bytes": d.capacity_bytes}
-            for d in p.gpu_devices
-        ],
-        "cpu_bytes": p.cpu_bytes,
-        "disk_bytes": p.device("disk").weights_bytes if p.device("disk") else 0,
-        "host_ram_bytes": p.host_ram_bytes,
-        "decode_tokens_per_s": p.speed.decode_tokens_per_s,
-        "prefill_tokens_per_s": p.speed.prefill_tokens_per_s,
-        "load_seconds": p.speed.load_seconds,
-        "conditions": list(p.conditions),
-        "reason": p.reason,
-    }
-
-
-def check_json(results, profile: ClusterProfile, opts) -> dict:
-    models = []
-    for r in results:
-        p, s = r.plan, r.spec
-        models.append({
-            "model": s.model_id,
-            "revision": s.revision,
-            "source": s.source,
-            "architecture": s.architecture,
-            "params_total": s.params_total,
-            "params_active": s.params_active,
-            "checkpoint_bytes": s.checkpoint_bytes,
-            "checkpoint_dtype": s.checkpoint_dtype_label,
-            "kv_bytes_per_token": p.kv_bytes_per_token,
-            "kv_cache_bytes": p.kv_cache_bytes,
-            "plan": plan_summary(p),
-            "alternatives": [plan_summary(a) for a in r.alternatives],
-            "suggestions": list(r.suggestions),
-            "warnings": list(p.warnings),
-            "notes": list(getattr(s, "notes", ()) or ()),
-        })
-    wl = opts.workload
-    part = profile.partition(opts.partition)
-    return {
-        "models": models,
-        "cluster": {"profile": profile.name, **part.to_dict()},
-        "workload": {"context_tokens": wl.context_tokens, "prompt_tokens": wl.prompt_tokens,
-                     "max_new_tokens": wl.max_new_tokens, "batch": wl.batch, "attn_implementation": wl.attn_implementation},
-    }
 
 
 def _console():
@@ -98,10 +43,12 @@ def _speed_cell(p: Plan) -> str:
     return f"{t:.1f}" if t >= 1 else f"{t:.3f}"
 
 
-def print_check(results, profile: ClusterProfile, opts, explain: bool = False) -> None:
+def print_check(report, explain: bool = False) -> None:
     from rich.table import Table
 
     con = _console()
+    profile, results = report.profile, report.results
+    opts = report.options.search
     part = profile.partition(opts.partition)
     wl = opts.workload
     gpu = f"{part.gpus_per_node} x {part.gpu.name}" if part.gpu and part.gpus_per_node else "no GPU"
@@ -144,7 +91,7 @@ def _print_details(con, r, explain: bool) -> None:
         con.print(f"  expect ~{_speed_cell(p)} tokens/s decode, ~{p.speed.prefill_tokens_per_s:.0f} tokens/s prefill, "
                   f"load ~{p.speed.load_seconds:.0f} s")
     if p.reason:
-        con.print(f"  [red]why not:[/] {p.reason}")
+        con.print(f"  [red]why not:[/] {p.reason}" if not p.fits else f"  [dim]why:[/] {p.reason}")
     for c in p.conditions:
         con.print(f"  [yellow]condition:[/] {c}")
     for w in p.warnings:
@@ -169,7 +116,7 @@ def _interesting_alternatives(r) -> list[Plan]:
     def score(a: Plan):
         ok = a.status != "does-not-fit"
         # runnable: fewest GPUs then fastest; rejected: the attempt with the most GPUs says most
-        slow = bool(a.reason and "slower than the floor" in a.reason)
+        slow = a.rejection == Rejection.TOO_SLOW
         return (ok, a.status == "fits", slow, -a.gpus if ok else a.gpus, a.speed.decode_tokens_per_s)
 
     by_prec: dict[str, Plan] = {}
@@ -215,11 +162,26 @@ def print_gpus() -> None:
     from rich.table import Table
 
     con = _console()
-    t = Table(title="GPU catalog", header_style="bold")
-    for col in ("name", "memory GiB", "HBM GB/s", "CC", "bf16", "fp8", "bf16 TFLOP/s", "host link GB/s", "aliases"):
+    t = Table(title="GPU catalog (memory: what torch can allocate, in GiB)", header_style="bold")
+    for col in ("name", "memory GiB", "HBM GB/s", "CC", "bf16", "fp8", "bf16 TFLOP/s", "host link GB/s",
+                "GPU-GPU GB/s", "aliases"):
         t.add_column(col)
     for g in GPU_CATALOG.values():
-        t.add_row(g.name, f"{g.memory_bytes / GIB:.1f}", f"{g.hbm_bytes_per_s / 1e9:.0f}", ".".join(map(str, g.compute_capability)),
+        t.add_row(g.name, f"{g.memory_bytes / GIB:.2f}", f"{g.hbm_bytes_per_s / 1e9:.0f}", ".".join(map(str, g.compute_capability)),
                   "yes" if g.bf16 else "no", "yes" if g.fp8 else "no", f"{g.bf16_tflops:.0f}",
-                  f"{g.host_link_bytes_per_s / 1e9:.0f}", ", ".join(g.aliases))
+                  f"{g.host_link_bytes_per_s / 1e9:.0f}", f"{g.interconnect_bytes_per_s / 1e9:.0f}", ", ".join(g.aliases))
+    con.print(t)
+    con.print("memory sources: " + "; ".join(sorted({g.memory_source for g in GPU_CATALOG.values()})))
+
+
+def print_models(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    con = _console()
+    t = Table(title="vplan's offline catalog (plans without network access)", header_style="bold")
+    for col in ("model", "architecture", "checkpoint GB", "stored as"):
+        t.add_column(col)
+    for r in rows:
+        size = f"{r['checkpoint_bytes'] / 1e9:.1f}" if r.get("checkpoint_bytes") else "?"
+        t.add_row(r["model_id"], str(r.get("architecture")), size, str(r.get("checkpoint_dtype") or "?"))
     con.print(t)

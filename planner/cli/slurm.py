@@ -1,17 +1,17 @@
 """`vplan render-sbatch` and `vplan cluster detect`: parse flags, call planner.sbatch / planner.detect, write.
 
-Registered by planner/cli.py as ``render-sbatch`` (render_sbatch_cmd) and ``cluster`` (cluster_group).
+Registered by vplan.planner.cli.main as ``render-sbatch`` and ``cluster``.
 """
 from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 import click
 
 from vplan.planner.errors import UsageError
+from vplan.planner.files import write_atomic
 
 
 class _UserCommand(click.Command):
@@ -27,28 +27,9 @@ class _UserCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
-def write_atomic(text: str, path: str | Path, *, force: bool, mode: int = 0o755) -> Path:
-    """Temp file + rename in the target folder; refuses to replace an existing file unless ``force``."""
-    p = Path(path)
-    if p.exists() and not force:
-        raise UsageError(f"{p} exists; pass --force to overwrite it")
-    if p.exists() and p.is_dir():
-        raise UsageError(f"{p} is a directory; give a file name with -o")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
-
-
 def _profile(cluster_file: str | None):
-    from vplan.planner.hardware.cluster import default_profile, load_profile
+    from vplan.planner.hardware.cluster import default_profile
+    from vplan.planner.slurm.profile_toml import load_profile
 
     return load_profile(cluster_file) if cluster_file else default_profile()
 
@@ -80,8 +61,9 @@ def render_sbatch_cmd(ctx, plans, output, as_array, cluster_file, partition, con
     The job runs `vplan run "$VPLAN_PLAN"`, or the command after `--`:
     vplan render-sbatch plan.json -o job.sh -- python my_job.py --plan plan.json
     """
-    from vplan.planner.plan.contract import read_plan
-    from vplan.planner.slurm.render import SbatchOptions, render_arrays, render_sbatch
+    from vplan.planner.plan import read_plan
+    from vplan.planner.slurm.render import render_arrays, render_sbatch
+    from vplan.planner.slurm.resources import SbatchOptions
 
     if len(plans) > 1 and not as_array:
         raise UsageError(f"{len(plans)} plans given: pass --array for one job array, or render them one by one")
@@ -111,7 +93,7 @@ def render_sbatch_cmd(ctx, plans, output, as_array, cluster_file, partition, con
             if t.exists():
                 raise UsageError(f"{t} exists; pass --force to overwrite it")
     for t, (_, text) in zip(targets, scripts):
-        write_atomic(text, t, force=force)
+        write_atomic(text, t, force=force, mode=0o755)
         click.echo(f"wrote {t}; submit with: sbatch {t}", err=True)
 
 

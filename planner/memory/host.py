@@ -18,7 +18,7 @@ class HostBudget:
     weights_budget_bytes: int  # what is left for CPU-offloaded weights
 
 
-def host_budget(spec: ModelSpec, mem_bytes: int, precision: str, largest_block_bytes: int) -> HostBudget:
+def host_budget(mem_bytes: int, largest_block_bytes: int) -> HostBudget:
     process = overhead.HOST_PROCESS_BYTES
     load_peak = overhead.host_load_peak_bytes(largest_block_bytes)
     budget = int(mem_bytes * HOST_USABLE_FRACTION) - process - load_peak

@@ -28,7 +28,8 @@ def _cdiv(a: int, b: int) -> int:
 
 
 def _buffers(b: Block, compute: int) -> int:
-    return b.fp32_buffer_bytes + b.compute_buffer_elements * compute
+    """Buffers, plus the widening of parameters transformers keeps in fp32 whatever the dtype."""
+    return b.fp32_buffer_bytes + b.compute_buffer_elements * compute + b.fp32_params * (4 - compute)
 
 
 def _nf4_linear(o: int, i: int) -> int:
@@ -115,51 +116,3 @@ def _keeps_stored_format(spec: ModelSpec, precision: str) -> bool:
 
 def weight_bytes(spec: ModelSpec, precision: str) -> int:
     return sum(weight_bytes_by_block(spec, precision).values())
-
-
-def kv_bytes_per_token(spec: ModelSpec, cache_dtype_bytes: int = 2) -> int:
-    """Growth of one sequence's cache per added token once past every sliding window."""
-    return sum(a.kv_elements_per_token for a in spec.attention if a.kind in ("full", "mla")) * cache_dtype_bytes
-
-
-def kv_tokens_held(layer, context_tokens: int, prompt_tokens: int | None = None) -> int:
-    """Tokens whose K/V storage one layer holds at its peak during a ``generate()`` that prefills
-    ``prompt_tokens`` (default: the whole context, the worst case) and decodes to ``context_tokens``.
-
-    Full/MLA layers: the context. Sliding layers (``DynamicSlidingWindowLayer``): the prompt right after
-    prefill (the kept window is a view of the concatenated prompt), then ``sliding_window`` tokens of
-    storage per decode step (a view of ``sliding_window - 1`` over the ``cat`` result)."""
-    if layer.kind != "sliding" or not layer.sliding_window:
-        return context_tokens
-    prompt = context_tokens if prompt_tokens is None else min(prompt_tokens, context_tokens)
-    return max(prompt, min(context_tokens, layer.sliding_window))
-
-
-def kv_cache_bytes_by_block(spec: ModelSpec, context_tokens: int, batch: int, cache_dtype_bytes: int = 2, *,
-                            prompt_tokens: int | None = None) -> dict[str, int]:
-    """The whole cache for ``batch`` sequences (bytes of storage held, per layer block); see kv_tokens_held."""
-    return {f"model.layers.{a.index}": a.kv_elements_per_token * kv_tokens_held(a, context_tokens, prompt_tokens)
-            * batch * cache_dtype_bytes for a in spec.attention}
-
-
-def kv_cache_bytes(spec: ModelSpec, context_tokens: int, batch: int, cache_dtype_bytes: int = 2, *,
-                   prompt_tokens: int | None = None) -> int:
-    return sum(kv_cache_bytes_by_block(spec, context_tokens, batch, cache_dtype_bytes,
-                                       prompt_tokens=prompt_tokens).values())
-
-
-def host_ram_bytes(spec: ModelSpec, precision: str, cpu_blocks, *, bnb_fp32_offload: bool = False) -> int:
-    """Host RAM of a plan: CPU-held weights + process baseline + loading peak (overhead.py constants)."""
-    from vplan.planner.memory import overhead
-
-    w = weight_bytes_by_block(spec, precision, cpu_offload_fp32=bnb_fp32_offload)
-    largest = max(weight_bytes_by_block(spec, precision).values(), default=0)
-    return sum(w[n] for n in cpu_blocks) + overhead.HOST_PROCESS_BYTES + overhead.host_load_peak_bytes(largest)
-
-
-def disk_bytes(spec: ModelSpec, precision: str, disk_blocks, *, writes_offload_folder: bool,
-               bnb_fp32_offload: bool = False) -> dict[str, int]:
-    """Disk of a plan: the Hub cache (checkpoint bytes) and the offload folder (offloaded blocks as held)."""
-    w = weight_bytes_by_block(spec, precision, cpu_offload_fp32=bnb_fp32_offload)
-    folder = sum(w[n] for n in disk_blocks) if writes_offload_folder else 0
-    return {"hub_cache": spec.checkpoint_bytes, "offload_folder": folder}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from vplan.planner.source.checkpoint import CheckpointSummary
 from vplan.planner.errors import MalformedConfigError, UnsupportedModelError
+from vplan.planner.model.behaviours import DEFAULT_TRANSFORMERS, behaviour, normalize_version
 from vplan.planner.model.spec import AttentionLayer, Block, MoeSpec, ModelSpec
 
 DENSE = {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text"}
@@ -17,20 +18,6 @@ QK_NORM = {"qwen3", "qwen3_moe", "gemma3_text"}
 FOUR_NORMS = {"gemma2", "gemma3_text"}
 TIED_DEFAULT = {"gemma", "gemma2", "gemma3_text"}
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "half": "fp16", "float": "fp32"}
-
-
-def _text_config(config: dict) -> dict:
-    """Multimodal wrappers (gemma3, ...) keep the language model in ``text_config``."""
-    tc = config.get("text_config")
-    # Multimodal wrappers (gemma3, llama4, mistral3) load as *ForConditionalGeneration with a vision tower
-    # and ``model.language_model.*`` block names: not modelled here, they take the checkpoint fallback.
-    if isinstance(tc, dict) and config.get("model_type") in ():
-        merged = dict(tc)
-        merged.setdefault("model_type", config["model_type"] + "_text")
-        if "tie_word_embeddings" in config and "tie_word_embeddings" not in tc:
-            merged["tie_word_embeddings"] = config["tie_word_embeddings"]
-        return merged
-    return config
 
 
 def _req(c: dict, key: str, model_id: str):
@@ -87,11 +74,14 @@ def normalize_quant(config: dict) -> dict | None:
     return out
 
 
-def analyze(model_id: str, revision: str | None, source: str, config: dict,
-            checkpoint: CheckpointSummary | None, notes: tuple[str, ...] = ()) -> ModelSpec:
+def build_spec(model_id: str, revision: str | None, source: str, config: dict,
+               checkpoint: CheckpointSummary | None, notes: tuple[str, ...] = (), *,
+               transformers: str = DEFAULT_TRANSFORMERS) -> ModelSpec:
+    """The ModelSpec of a config.json (+ checkpoint summary) as ``transformers`` (major.minor) loads it."""
+    transformers = normalize_version(transformers)
     if not isinstance(config, dict):
         raise MalformedConfigError(f"config.json of {model_id} is not a JSON object; fix or re-download it")
-    c = _text_config(config)
+    c = config
     mt = str(c.get("model_type", "")).lower()
     quant = normalize_quant(config) or normalize_quant(c)
     dtype = DTYPES.get(str(c.get("dtype") or c.get("torch_dtype") or config.get("torch_dtype") or "bfloat16"), "bf16")
@@ -112,7 +102,7 @@ def analyze(model_id: str, revision: str | None, source: str, config: dict,
     blocks = [Block("model.embed_tokens", None, {"embedding": V * h}, compute_buffer_elements=scaled_emb),
               Block("model.rotary_emb", None, {}, fp32_buffer_bytes=_rotary_buffer_bytes(mt, c, hd))]
     for i in range(L):
-        blocks.append(_layer(mt, c, i, h, H, KVH, hd, I, moe))
+        blocks.append(_layer(mt, c, i, h, H, KVH, hd, I, moe, transformers))
     blocks.append(Block("model.norm", None, {"other": h}, fp32_if_fp16=h if mt == "gpt_oss" else 0))
     blocks.append(Block("lm_head", None, {} if tied else {"lm_head": V * h}))
     attn = tuple(_attention(mt, c, i, KVH, hd) for i in range(L))
@@ -121,7 +111,7 @@ def analyze(model_id: str, revision: str | None, source: str, config: dict,
         num_heads=H, num_kv_heads=KVH, head_dim=hd, intermediate_size=I, vocab_size=V, tie_word_embeddings=tied,
         max_position_embeddings=c.get("max_position_embeddings"), config_dtype=dtype, blocks=tuple(blocks),
         attention=attn, moe=moe, checkpoint=checkpoint, checkpoint_quant=quant, known_architecture=True,
-        warnings=(), notes=notes, config=config,
+        warnings=(), notes=notes, config=config, transformers=transformers,
     )
 
 
@@ -163,12 +153,12 @@ ATTN_BIAS_FLAG = {"llama", "qwen3", "qwen3_moe", "gpt_oss", "gemma2", "gemma3_te
 MLP_BIAS_FLAG = {"llama", "deepseek_v2"}  # gate/up/down bias=mlp_bias
 
 
-def _layer(mt, c, i, h, H, KVH, hd, I, moe: MoeSpec | None) -> Block:
+def _layer(mt, c, i, h, H, KVH, hd, I, moe: MoeSpec | None, transformers: str) -> Block:
     linears: list[tuple[int, int]] = []
     bias = 0
     other = 2 * h  # input + post-attention norms
     fp32_if_fp16 = 2 * h if mt == "gpt_oss" else 0  # GptOssPreTrainedModel._keep_in_fp32_modules
-    fp32_buffers = 0
+    fp32_buffers = fp32_params = 0
     experts = routed = ebias = 0
     eshapes: tuple[tuple[int, int, int], ...] = ()
     if mt in FOUR_NORMS:
@@ -211,6 +201,8 @@ def _layer(mt, c, i, h, H, KVH, hd, I, moe: MoeSpec | None) -> Block:
         else:
             routed = E * 3 * h * mi
             other += E * h  # router (a bare Parameter, not nn.Linear)
+            if mt in ("deepseek_v2", "deepseek_v3") and behaviour("deepseek_router_fp32", transformers):
+                fp32_params += E * h
         if mt == "deepseek_v3":
             fp32_buffers += 4 * E  # gate.e_score_correction_bias, _keep_in_fp32_modules_strict
         experts = routed
@@ -228,7 +220,8 @@ def _layer(mt, c, i, h, H, KVH, hd, I, moe: MoeSpec | None) -> Block:
     if experts:
         params["experts"] = experts
     return Block(f"model.layers.{i}", i, params, tuple(linears), routed, expert_shapes=eshapes,
-                 expert_bias_params=ebias, fp32_buffer_bytes=fp32_buffers, fp32_if_fp16=fp32_if_fp16)
+                 expert_bias_params=ebias, fp32_buffer_bytes=fp32_buffers, fp32_if_fp16=fp32_if_fp16,
+                 fp32_params=fp32_params)
 
 
 def _layer_types(mt: str, c: dict) -> list[str] | None:

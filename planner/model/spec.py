@@ -49,6 +49,7 @@ class Block:
     fp32_buffer_bytes: int = 0  # buffers held in fp32 whatever the load dtype
     compute_buffer_elements: int = 0  # buffers held in the compute dtype
     fp32_if_fp16: int = 0  # parameters upcast to fp32 when loading in fp16 (_keep_in_fp32_modules)
+    fp32_params: int = 0  # parameters kept in fp32 whatever the dtype (_keep_in_fp32_modules_strict), never quantized
 
     @cached_property
     def params_total(self) -> int:
@@ -106,6 +107,7 @@ class ModelSpec:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     config: dict = field(default_factory=dict, compare=False, repr=False)
+    transformers: str = "5.24"  # the transformers version (major.minor) whose behaviour the spec follows
 
     @cached_property
     def params_total(self) -> int:
@@ -132,20 +134,6 @@ class ModelSpec:
                 return b
         raise KeyError(name)
 
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict; ``from_dict(to_dict())`` rebuilds the spec from its inputs."""
-        return {
-            "model_id": self.model_id, "revision": self.revision, "source": self.source, "config": self.config,
-            "checkpoint": self.checkpoint.to_dict() if self.checkpoint else None, "notes": list(self.notes),
-            "architecture": self.architecture, "params_total": self.params_total, "params_active": self.params_active,
-            "warnings": list(self.warnings),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelSpec":
-        ck = CheckpointSummary.from_dict(d["checkpoint"]) if d.get("checkpoint") else None
-        return build_spec(d["model_id"], d.get("revision"), d["source"], d["config"], ck, tuple(d.get("notes", ())))
-
     @cached_property
     def memo(self) -> dict:
         """Per-spec cache of derived byte tables (weights per precision), filled by memory.py."""
@@ -170,10 +158,3 @@ class ModelSpec:
 
 
 _DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
-
-
-def build_spec(model_id: str, revision: str | None, source: str, config: dict,
-               checkpoint: CheckpointSummary | None, notes: tuple[str, ...] = ()) -> ModelSpec:
-    from vplan.planner.model.architectures import analyze
-
-    return analyze(model_id, revision, source, config, checkpoint, tuple(notes))

@@ -1,36 +1,38 @@
-"""Plan search: GPU count x precision x placement, each scored, the best chosen, the rest explained.
+"""Plan search for the transformers engine: GPU count x precision x placement, each scored, the best chosen,
+the rest kept as alternatives with their reasons.
 
-Default choice (DESIGN.md): the highest precision that fits entirely on GPUs, with the fewest GPUs;
-otherwise the fastest offload plan at or above the speed floor; otherwise ``does-not-fit`` with the
-reasons and the catalog setups that would run the model.
+Default choice (DESIGN.md): the highest precision that fits entirely on GPUs, with the fewest GPUs; otherwise
+the fastest offload plan at or above the speed floor; otherwise ``does-not-fit`` with the closest miss.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from vplan.planner.search import candidate as budget
 from vplan.planner.hardware.cluster import ClusterProfile, Partition
-from vplan.planner.errors import UsageError
-from vplan.planner.model.spec import ModelSpec
-from vplan.planner.plan.contract import Plan, Workload
-from vplan.planner.units import GIB
+from vplan.planner.model import ModelSpec
+from vplan.planner.model.behaviours import DEFAULT_TRANSFORMERS, requirement_spec
+from vplan.planner.plan.contract import Plan, Rejection, Workload
+from vplan.planner.search import precision as policy
+from vplan.planner.search.transformers import build_candidate
 
-# Quality order: a higher precision is preferred whenever it fits.
-QUALITY = {"fp32": 0, "bf16": 1, "fp16": 1, "mxfp4": 1, "fp8": 2, "int8": 3, "bnb-int8": 3,
-           "gptq-int4": 4, "awq-int4": 4, "nf4": 5, "bnb-nf4": 5}
 DEFAULT_MIN_TOKENS_PER_S = 1.0
 
 
 @dataclass(frozen=True)
 class SearchOptions:
-    workload: Workload = Workload()
+    workload: Workload = field(default_factory=Workload)
     precision: str | None = None  # force one precision
     max_gpus: int | None = None
     no_offload: bool = False
     allow_disk: bool = True
     min_tokens_per_s: float = DEFAULT_MIN_TOKENS_PER_S
     partition: str | None = None
-    mxfp4_kernels: bool = True  # assume `kernels` + triton >= 3.4 on the node (stated as a condition)
+    mxfp4_kernels: bool = False  # the nodes are known to have `kernels` + triton for MXFP4 (flag, profile, detected)
+    transformers: str = DEFAULT_TRANSFORMERS  # the transformers version on the nodes the plan is for
+
+    @property
+    def transformers_spec(self) -> str:
+        return requirement_spec(self.transformers)
 
 
 @dataclass(frozen=True)
@@ -38,93 +40,77 @@ class CheckResult:
     spec: ModelSpec
     plan: Plan
     alternatives: tuple[Plan, ...]
+    refused: tuple[policy.PrecisionChoice, ...] = ()  # precisions this device cannot take, with why
     suggestions: tuple[str, ...] = ()
     partition: Partition | None = None
 
-    @property
-    def kv_bytes_per_token(self) -> int:
-        return self.plan.kv_bytes_per_token
 
-
-def precisions_for(spec: ModelSpec, part: Partition, opts: SearchOptions) -> list[str]:
-    """Precisions worth trying on this partition, best first."""
-    gpu = part.gpu if part.gpus_per_node > 0 else None
-    base = budget.compute_precision(gpu)
-    native = budget.native_precision(spec, gpu)
-    out: list[str] = []
-    if native:
-        out.append(native)
-    if not budget.is_prequantized(spec) or budget.can_dequantize(spec):
-        out.append(base)  # plain checkpoints, or MXFP4/FP8 ones transformers dequantizes while loading
-    if not budget.is_prequantized(spec):
-        if gpu is not None and gpu.fp8:
-            out.append("fp8")
-        out += ["int8", "nf4"]
-    elif native is None and not budget.can_dequantize(spec):
-        out.append(base)
-    seen: list[str] = []
-    for p in out:
-        if p not in seen:
-            seen.append(p)
-    if opts.precision:
-        want = opts.precision.lower()
-        if want not in seen:
-            allowed = ", ".join(seen)
-            raise UsageError(f"--precision {opts.precision}: not possible for {spec.model_id} on this partition; possible: {allowed}")
-        return [want]
-    return seen
-
-
-def search(spec: ModelSpec, profile: ClusterProfile, opts: SearchOptions, *, _suggest: bool = True) -> CheckResult:
+def search(spec: ModelSpec, profile: ClusterProfile, opts: SearchOptions) -> CheckResult:
     part = profile.partition(opts.partition)
     max_gpus = part.gpus_per_node if opts.max_gpus is None else min(opts.max_gpus, part.gpus_per_node)
     gpu_counts = list(range(1, max_gpus + 1)) if part.gpu is not None and max_gpus > 0 else [0]
-    precs = precisions_for(spec, part, opts)
+    gpu = part.gpu if gpu_counts[-1] > 0 else None
+    lad = policy.ladder(spec, gpu, forced=opts.precision, mxfp4_kernels=opts.mxfp4_kernels)
+
+    def build(prec, n, mode):
+        return build_candidate(spec, profile, part, prec, n, opts, offload=mode)
+
     cands: list[Plan] = []
-    # 1. all on GPU: highest precision first, then fewest GPUs
     chosen: Plan | None = None
-    gpu_only: list[Plan] = []
-    for prec in precs:
+    # 1. all on GPUs: highest precision first, then the fewest GPUs
+    for prec in lad.tried:
         for n in gpu_counts:
             if n == 0:
                 break
-            c = budget.build_candidate(spec, profile, part, prec, n, opts, offload="none")
+            c = build(prec, n, "none")
             cands.append(c)
-            gpu_only.append(c)
             if c.status == "fits":
-                chosen = chosen or c
+                if chosen is None:
+                    chosen = _chosen(c, lad.tried, gpu_counts, "fits")
                 break
-    # 2. offload plans (on the most GPUs; CPU-only when the partition has none), evaluated always so the
-    #    table can say what offloading would cost; chosen only when nothing fits on GPUs
+    # 2. offload plans on the most GPUs (CPU-only when the partition has none): always evaluated so the table
+    #    can say what offloading costs; chosen only when nothing fits on the GPUs
     if not opts.no_offload:
         n = gpu_counts[-1]
-        offl = []
-        for prec in precs:
-            for mode in ("cpu", "disk") if opts.allow_disk else ("cpu",):
-                c = budget.build_candidate(spec, profile, part, prec, n, opts, offload=mode)
-                cands.append(c)
-                offl.append(c)
+        offl = [build(prec, n, mode) for prec in lad.tried for mode in (("cpu", "disk") if opts.allow_disk else ("cpu",))]
+        cands += offl
         runnable = [c for c in offl if c.status != "does-not-fit"]
         if runnable and chosen is None:
-            chosen = max(runnable, key=lambda c: (c.speed.decode_tokens_per_s, -QUALITY.get(c.precision, 9)))
-    suggestions: tuple[str, ...] = ()
+            best = max(runnable, key=lambda c: (c.speed.decode_tokens_per_s, -policy.QUALITY.get(c.precision, 9)))
+            chosen = _chosen(best, lad.tried, gpu_counts, "offload")
+    # 3. precisions the search may not choose unasked, shown beside the choice (MXFP4 without known kernels)
+    for c in lad.shown:
+        for n in gpu_counts:
+            alt = build(c.precision, n, "none")
+            if alt.status == "fits" or n == gpu_counts[-1]:
+                cands.append(replace(alt, conditions=alt.conditions + (c.why_not,)))
+                break
     if chosen is None:
-        # nothing runnable: report the most useful near miss and what hardware would run it
-        # the closest miss: an offload plan that only failed the speed floor (fastest first), else the
-        # all-GPU attempt on the most GPUs at the best precision
-        slow = [c for c in cands if c.reason and "slower than the floor" in c.reason]
-        if slow:
-            near = max(slow, key=lambda c: c.speed.decode_tokens_per_s)
-        else:
-            widest = [c for c in gpu_only if c.gpus == gpu_counts[-1]]
-            near = (widest or cands or [budget.build_candidate(spec, profile, part, precs[0], gpu_counts[-1], opts, offload="none")])[0]
-        chosen = replace(near, status="does-not-fit")
-        if _suggest:
-            from vplan.planner.search.matrix import suggest_hardware
+        chosen = _closest_miss(cands, gpu_counts) or build(lad.tried[0], gpu_counts[-1], "none")
+    alts = tuple(_dedupe(c for c in cands if c is not chosen and not _same(c, chosen)))
+    return CheckResult(spec=spec, plan=chosen, alternatives=alts, refused=lad.refused, partition=part)
 
-            suggestions = suggest_hardware(spec, opts)
-    alts = tuple(c for c in _dedupe(cands) if c is not chosen and not _same(c, chosen))
-    return CheckResult(spec=spec, plan=chosen, alternatives=alts, suggestions=suggestions, partition=part)
+
+def _chosen(plan: Plan, ladder: tuple[str, ...], gpu_counts: list[int], how: str) -> Plan:
+    where = f"{plan.gpus} x {plan.gpu_type}" if plan.gpus else "the CPU"
+    better = [p for p in ladder if policy.QUALITY.get(p, 9) < policy.QUALITY.get(plan.precision, 9)]
+    higher = f" ({', '.join(better)} do{'es' if len(better) == 1 else ''} not fit: see the alternatives)" if better else ""
+    if how == "fits":
+        fewest = "the fewest GPUs that hold it" if plan.gpus > 1 else "one GPU"
+        reason = f"{plan.precision} is the highest precision that fits entirely on GPUs{higher}, on {fewest}: {where}"
+    else:
+        reason = (f"nothing fits entirely on {gpu_counts[-1]} GPU(s); {plan.precision} with "
+                  f"{plan.status.replace('-', ' ')} is the fastest plan above the speed floor, on {where}")
+    return replace(plan, reason=reason)
+
+
+def _closest_miss(cands: list[Plan], gpu_counts: list[int]) -> Plan | None:
+    """Nothing runs: the fastest plan that only failed the speed floor, else the all-GPU try on the most GPUs."""
+    slow = [c for c in cands if c.rejection == Rejection.TOO_SLOW]
+    if slow:
+        return max(slow, key=lambda c: c.speed.decode_tokens_per_s)
+    widest = [c for c in cands if c.gpus == gpu_counts[-1] and c.rejection is not None]
+    return widest[0] if widest else None
 
 
 def _same(a: Plan, b: Plan) -> bool:
@@ -132,9 +118,9 @@ def _same(a: Plan, b: Plan) -> bool:
         b.precision, b.gpus, b.status, tuple(sorted(set(b.device_map.values()))))
 
 
-def _dedupe(cands: list[Plan]) -> list[Plan]:
+def _dedupe(cands) -> list[Plan]:
     out: list[Plan] = []
     for c in cands:
-        if not any(_same(c, o) and c.reason == o.reason for o in out):
+        if not any(_same(c, o) for o in out):
             out.append(c)
     return out

@@ -8,14 +8,13 @@ Rules (matching how accelerate's hooks execute a device map in transformers 5):
   GPU is filled up to its budget (sequential).
 - A tied ``lm_head`` goes where ``model.embed_tokens`` is (the weight is shared, counted once).
 - Blocks on ``cpu``/``disk`` are executed on GPU 0 (accelerate's main device): their KV cache lives
-  on GPU 0, and GPU 0 must keep room for the largest offloaded block while it runs. The caller
-  passes those transient needs in ``gpu0_extra_bytes``; this module only reports the map.
+  on GPU 0, and GPU 0 must keep room for the largest offloaded block while it runs. ``place`` reports
+  both (``offloaded_kv_bytes``, ``largest_offloaded_gpu_bytes``); the caller shrinks GPU 0's budget by
+  them and places again (vplan.planner.search.transformers).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,6 @@ class Placement:
     gpu_bytes: tuple[int, ...]  # weights+KV per GPU (excluding offloaded blocks' KV; see offloaded_kv_bytes)
     cpu_bytes: int
     disk_bytes: int  # bytes in the offload folder
-    disk_block_bytes: int  # weights (as held when computed) of blocks on disk, whatever their storage
     offloaded_kv_bytes: int  # KV of cpu/disk blocks, held on GPU 0
     largest_offloaded_gpu_bytes: int  # weights of the largest cpu/disk block (transient on GPU 0)
     fits: bool  # everything placed within budgets
@@ -77,7 +75,7 @@ def place(
         gpu_of = _sequential(free_items, gpu_budgets)
     assign = {it.name: str(g) for it, g in zip(free_items, gpu_of) if g is not None}
 
-    cpu_used = disk_used = disk_block = 0
+    cpu_used = disk_used = 0
     fits, reason = True, ""
     for it, g in zip(free_items, gpu_of):
         if g is not None:
@@ -88,7 +86,6 @@ def place(
             continue
         assign[it.name] = "disk"
         disk_used += it.disk_bytes
-        disk_block += it.cpu_bytes
         if disk_budget == 0 or (disk_budget is not None and disk_used > disk_budget):
             fits = False
             reason = reason or f"{it.name} fits neither on the GPUs, in host RAM nor on disk"
@@ -108,7 +105,6 @@ def place(
         gpu_bytes=gpu_bytes,
         cpu_bytes=cpu_used,
         disk_bytes=disk_used,
-        disk_block_bytes=disk_block,
         offloaded_kv_bytes=sum(it.kv_bytes for it in offloaded),
         largest_offloaded_gpu_bytes=max((it.gpu_bytes - it.kv_bytes for it in offloaded), default=0),
         fits=fits,

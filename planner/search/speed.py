@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from vplan.planner.hardware.gpus import GpuSpec
 from vplan.planner.plan.contract import Speed
 
+
 # Decode GEMV/GEMM at batch 1-8 reaches roughly 70-80 % of datasheet HBM bandwidth.
 HBM_EFFICIENCY = 0.75
 # accelerate copies pageable (not pinned) tensors module by module: about half the pinned link rate.
@@ -49,10 +50,12 @@ class SpeedInputs:
     prefill_flops: float  # for one forward of prompt_tokens x batch
     precision: str
     prompt_tokens: int
+    new_tokens: int
     batch: int
     checkpoint_bytes: int
     offload_write_bytes: int
     storage_bytes_per_s: int
+    storage: str  # the profile's storage kind, for the assumption line
     scratch_bytes_per_s: int
     cpus: int
 
@@ -91,12 +94,16 @@ def estimate_speed(s: SpeedInputs) -> Speed:
     prefill_s = s.prefill_flops / flops_rate + transfer + disk + overhead
     prefill = s.prompt_tokens * s.batch / prefill_s if prefill_s > 0 else float("inf")
     load = s.checkpoint_bytes / s.storage_bytes_per_s + s.offload_write_bytes / SCRATCH_WRITE_BYTES_PER_S
-    notes.append(f"load reads the checkpoint at {s.storage_bytes_per_s / 1e9:.1f} GB/s (cluster storage, cold cache)")
+    notes.append(f"load reads the checkpoint at {s.storage_bytes_per_s / 1e9:.1f} GB/s ({s.storage} storage, cold cache)")
     notes.append("unmeasured: constants are public figures and assumptions, not GPU calibrations")
+    # generate() decodes the batch together: one request is a prefill and new_tokens steps, shared by `batch`
+    per_batch_s = s.prompt_tokens * s.batch / prefill + s.new_tokens / decode
     return Speed(
         decode_tokens_per_s=round(decode, 3),
         prefill_tokens_per_s=round(prefill, 1),
         load_seconds=round(load, 1),
+        throughput_tokens_per_s=round(decode * s.batch, 3),
+        seconds_per_request=round(per_batch_s / s.batch, 3),
         assumptions=tuple(notes),
     )
 

@@ -1,4 +1,4 @@
-"""Cluster detection: `scontrol show node -o` + `sinfo` text -> ClusterProfile -> TOML.
+"""Cluster detection: `scontrol show node -o` + `sinfo` text -> ClusterProfile -> TOML (slurm.profile_toml).
 
 Parsing is pure (text in, profile out); only :func:`run_slurm_commands` runs the two commands.
 A partition takes the GPU type most of its nodes have, and the smallest GPU count, CPUs, RealMemory
@@ -14,10 +14,11 @@ import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 
-from vplan.planner.hardware.cluster import DEFAULT_SCRATCH_BYTES_PER_S, DEFAULT_STORAGE_BYTES_PER_S, ClusterProfile, Partition
+from vplan.planner.hardware.cluster import ClusterProfile, Partition
 from vplan.planner.errors import ClusterError, UsageError
-from vplan.planner.hardware.gpus import GB_S, GpuSpec, find_gpu
-from vplan.planner.units import GB, MIB, parse_duration_s
+from vplan.planner.hardware.gpus import GpuSpec, find_gpu
+from vplan.planner.slurm.profile_toml import profile_to_toml
+from vplan.planner.units import MIB, parse_duration_s
 
 SCONTROL_CMD = ("scontrol", "show", "node", "-o")
 SINFO_CMD = ("sinfo", "-h", "-o", "%P %a %l %D")
@@ -265,80 +266,6 @@ def run_slurm_commands(timeout_s: float = 30) -> tuple[str, str]:
     return outs[0], outs[1]
 
 
-# ---------------------------------------------------------------- TOML
-
-def _s(v: str) -> str:
-    return json.dumps(v, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-
-
-def _size(n: int) -> str:
-    if n % GB == 0:
-        return _s(f"{n // GB}GB")
-    if n % MIB == 0:
-        return _s(f"{n // MIB}M")
-    return str(n)
-
-
-def _duration(seconds: int) -> str:
-    d, rem = divmod(int(seconds), 86400)
-    h, rem = divmod(rem, 3600)
-    m, s = divmod(rem, 60)
-    return _s(f"{d}-{h:02d}:{m:02d}:{s:02d}")
-
-
-def _gb_s(n: int) -> str:
-    v = n / GB_S
-    if int(float(v) * GB_S) != n:
-        raise ClusterError(f"bandwidth {n} B/s cannot be written exactly in GB/s")
-    return repr(v)
-
-
-def profile_to_toml(profile: ClusterProfile, comments: dict[str, tuple[str, ...]] | None = None) -> str:
-    """TOML that cluster.load_profile reads back to an equal profile (README 'Cluster profiles')."""
-    comments = comments or {}
-    out = [f"# {c}" for c in comments.get("", ())]
-    out += [f"name = {_s(profile.name)}", f"default_partition = {_s(profile.default_partition)}",
-            f"gpu_request = {_s(profile.gpu_request)}", f"gres_typed = {str(profile.gres_typed).lower()}"]
-    if profile.gres_type_name:
-        out.append(f"gres_type_name = {_s(profile.gres_type_name)}")
-    out.append("# compute nodes reach the Hub? false: jobs run with HF_HUB_OFFLINE=1")
-    out.append(f"compute_nodes_online = {str(profile.compute_nodes_online).lower()}")
-    if profile.hf_home:
-        out.append(f"hf_home = {_s(profile.hf_home)}")
-    else:
-        out.append('# hf_home = "/shared/hf-cache"   # HF cache all nodes see; unset: the job environment decides')
-    if profile.storage_bytes_per_s != DEFAULT_STORAGE_BYTES_PER_S:
-        out.append(f"storage_gb_per_s = {_gb_s(profile.storage_bytes_per_s)}")
-    if profile.scratch_bytes_per_s != DEFAULT_SCRATCH_BYTES_PER_S:
-        out.append(f"scratch_gb_per_s = {_gb_s(profile.scratch_bytes_per_s)}")
-    if profile.setup:
-        out.append("setup = [" + ", ".join(_s(x) for x in profile.setup) + "]")
-    else:
-        out.append('# setup = ["module load cuda/12.4", "source ~/venvs/vplan/bin/activate"]   # lines run before the job')
-    for g in profile.custom_gpus:
-        out += ["", f"[gpus.{_s(g.name)}]", f"memory = {g.memory_bytes}", f"hbm_bytes_per_s = {g.hbm_bytes_per_s}",
-                f"compute_capability = {_s('.'.join(map(str, g.compute_capability)))}", f"bf16 = {str(g.bf16).lower()}",
-                f"fp8 = {str(g.fp8).lower()}", f"bf16_tflops = {g.bf16_tflops!r}", f"host_link_bytes_per_s = {g.host_link_bytes_per_s}"]
-        if g.aliases:
-            out.append("aliases = [" + ", ".join(_s(a) for a in g.aliases) + "]")
-    for p in profile.partitions:
-        out.append("")
-        out += [f"# {c}" for c in comments.get(p.name, ())]
-        out.append(f"[partitions.{_s(p.name)}]")
-        if p.gpu is not None and p.gpus_per_node > 0:
-            out.append(f"gpu = {_s(p.gpu.name)}")
-        out += [f"gpus_per_node = {p.gpus_per_node}", f"cpus_per_node = {p.cpus_per_node}", f"mem = {_size(p.mem_bytes)}"]
-        if p.max_time_s:
-            out.append(f"max_time = {_duration(p.max_time_s)}")
-        out.append(f"nodes = {p.nodes}")
-        out.append(f"local_scratch = {_s(p.local_scratch)}")
-        if p.scratch_bytes:
-            out.append(f"scratch = {_size(p.scratch_bytes)}")
-        if p.constraint:
-            out.append(f"constraint = {_s(p.constraint)}")
-    return "\n".join(out) + "\n"
-
-
 def detect(scontrol_text: str | None = None, sinfo_text: str | None = None, name: str = "detected") -> str:
     """The TOML profile of this cluster (or of saved command outputs)."""
     if scontrol_text is None or sinfo_text is None:
@@ -350,4 +277,4 @@ def detect(scontrol_text: str | None = None, sinfo_text: str | None = None, name
 
 
 __all__ = ["Detected", "NodeInfo", "PartitionInfo", "detect", "parse_gres", "parse_kv_line", "parse_nodes",
-           "parse_sinfo", "profile_from_slurm", "profile_to_toml", "run_slurm_commands"]
+           "parse_sinfo", "profile_from_slurm", "run_slurm_commands"]

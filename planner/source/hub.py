@@ -32,19 +32,22 @@ def resolve_hub(repo_id, revision, endpoint, token, cache_dir) -> ModelSource:
     api = HfApi(endpoint=endpoint, token=token)
     cache = str(hub_cache_dir(cache_dir))
 
+    # most specific first: GatedRepoError < RepositoryNotFoundError < HfHubHTTPError
+    known = (
+        (E.GatedRepoError, GatedModelError, "{repo} is gated: accept its license on the Hub and set HF_TOKEN "
+                                            "(or run `hf auth login`)"),
+        (E.RevisionNotFoundError, ModelNotFoundError, "revision '{rev}' of {repo} not found on {ep}: check the branch, "
+                                                      "tag or commit sha"),
+        (E.RepositoryNotFoundError, ModelNotFoundError, "{repo} not found on {ep}: check the id, or pass a local folder "
+                                                        "(private repos also need HF_TOKEN)"),
+        (E.RemoteEntryNotFoundError, NoConfigError, "{repo} has no {what} on {ep}: vplan plans transformers models; "
+                                                    "pass a folder with config.json instead"),
+    )
+
     def translate(e: Exception, what: str):
-        if isinstance(e, E.GatedRepoError):
-            return GatedModelError(f"{repo_id} is gated: accept its license on the Hub and set HF_TOKEN "
-                                   "(or run `hf auth login`)")
-        if isinstance(e, E.RevisionNotFoundError):
-            return ModelNotFoundError(f"revision '{revision}' of {repo_id} not found on {endpoint}: "
-                                      "check the branch, tag or commit sha")
-        if isinstance(e, E.RepositoryNotFoundError):
-            return ModelNotFoundError(f"{repo_id} not found on {endpoint}: check the id, or pass a local folder "
-                                      "(private repos also need HF_TOKEN)")
-        if isinstance(e, E.RemoteEntryNotFoundError):
-            return NoConfigError(f"{repo_id} has no {what} on {endpoint}: vplan plans transformers models; "
-                                 "pass a folder with config.json instead")
+        for hub_error, ours, text in known:
+            if isinstance(e, hub_error):
+                return ours(text.format(repo=repo_id, rev=revision, ep=endpoint, what=what))
         status = getattr(getattr(e, "response", None), "status_code", None)
         if isinstance(e, E.HfHubHTTPError) and status is not None and status < 500:
             return ModelSourceError(f"the Hub at {endpoint} refused {what} of {repo_id} (HTTP {status}): "

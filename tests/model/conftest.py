@@ -8,7 +8,7 @@ transformers = pytest.importorskip("transformers")
 
 from vplan.planner.source.catalog import list_ids, load  # noqa: E402
 from vplan.planner.source.checkpoint import block_of  # noqa: E402
-from vplan.planner.model.spec import build_spec  # noqa: E402
+from vplan.planner.model import build_spec  # noqa: E402
 
 CATALOG_IDS = list_ids()
 
@@ -32,7 +32,7 @@ def meta_model(cfg: dict, dtype=None):
 
 
 def spec_of(mid: str, cfg: dict, checkpoint=None):
-    return build_spec(mid, None, "test", cfg, checkpoint)
+    return build_spec(mid, None, "test", cfg, checkpoint, transformers=transformers.__version__)
 
 
 def meta_bytes_by_block(model, dtype_bytes=None) -> tuple[dict, dict]:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from .conftest import cache_bytes, catalog_config, cpu_model, default_config, shrink, spec_of
-from vplan.planner.memory import weights as memory
+from vplan.planner.memory import kv as memory
 
 CASES = [  # (name, config, layers, prompt tokens)
     ("llama70b-gqa", lambda: catalog_config("meta-llama/Llama-3.3-70B-Instruct"), 2, 40),

@@ -3,11 +3,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vplan.planner.api import CheckOptions, check_one
 from vplan.planner.hardware.cluster import default_profile, profile_for_gpu
-from vplan.planner.model.spec import build_spec
-from vplan.planner.plan.contract import Workload
+from vplan.planner.plan.contract import Quantization, Rejection, Workload
 from vplan.planner.search.core import SearchOptions, search
-from vplan.planner.source.resolve import resolve_model
 
 SIX = {
     "gpt": "openai/gpt-oss-20b", "dsv25": "deepseek-ai/DeepSeek-V2.5", "llama70": "meta-llama/Llama-3.3-70B-Instruct",
@@ -20,11 +19,7 @@ def specs():
     import os
 
     os.environ["HF_HUB_OFFLINE"] = "1"
-    out = {}
-    for k, mid in SIX.items():
-        src = resolve_model(mid, offline=True)
-        out[k] = build_spec(src.model_id, src.revision, src.source, src.config, src.checkpoint)
-    return out
+    return {k: check_one(mid, options=CheckOptions(offline=True, suggest=False)).spec for k, mid in SIX.items()}
 
 
 def _check(spec, profile=None, **kw):
@@ -51,19 +46,21 @@ def test_70b_class_only_quantized(specs, key):
     assert bf16 and all(a.status != "fits" for a in bf16)
 
 
-def test_gpt_oss_mxfp4_condition_and_bf16_fallback(specs):
+def test_gpt_oss_plans_the_bf16_fallback_unless_the_kernels_are_known(specs):
     res = _check(specs["gpt"])
     p = res.plan
-    assert p.precision == "mxfp4" and p.status == "fits" and p.gpus == 1
-    assert any("kernels" in c for c in p.conditions)
-    fallback = [a for a in res.alternatives if a.precision == "bf16" and a.status == "fits"]
-    assert fallback and fallback[0].gpus == 2
-    assert fallback[0].quantization == {"method": "mxfp4", "config": {"dequantize": True}}
+    assert (p.precision, p.status, p.gpus) == ("bf16", "fits", 2)
+    assert p.quantization == Quantization("mxfp4", {"dequantize": True})
+    mx = [a for a in res.alternatives if a.precision == "mxfp4" and a.status == "fits"]
+    assert mx and mx[0].gpus == 1 and any("--mxfp4-kernels" in c for c in mx[0].conditions)
+    known = _check(specs["gpt"], mxfp4_kernels=True).plan
+    assert (known.precision, known.gpus) == ("mxfp4", 1) and any("kernels" in c for c in known.conditions)
+    assert known.quantization == Quantization("mxfp4", {"dequantize": False})
 
 
-def test_deepseek_v25_not_useful_on_default_node_and_suggests_hardware(specs):
-    res = _check(specs["dsv25"])
-    assert res.plan.status == "does-not-fit"
+def test_deepseek_v25_not_useful_on_default_node_and_suggests_hardware():
+    res = check_one("deepseek-ai/DeepSeek-V2.5", default_profile(), CheckOptions(offline=True))
+    assert res.plan.status == "does-not-fit" and res.plan.rejection == Rejection.TOO_SLOW
     assert res.plan.reason
     assert res.suggestions and all(" x " in s for s in res.suggestions)
 

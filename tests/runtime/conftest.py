@@ -1,5 +1,6 @@
 """Tiny random-weight models built from real configs (tests/runtime/configs), a tokenizer trained in-process,
-and Plans written by hand for them (until `vplan plan` lands). No downloads.
+and Plans written by hand for them (tests of the runtime alone; tests/runtime/test_plan_to_run.py runs the
+planner's own plans). No downloads.
 
 Planned weight bytes come from the saved safetensors headers (dtype x shape per tensor, mapped through the
 device map): an independent truth for the measured bytes.
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from vplan.planner.plan.contract import DeviceBudget, Plan, Speed, Workload
+from tests import plans
+from vplan.planner.plan.contract import DeviceBudget, Plan, Quantization, Requirement, Workload
+from vplan.planner.units import GIB
 
 CONFIGS = Path(__file__).parent / "configs"
-GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -94,31 +96,32 @@ def planned_weight_bytes(folder: Path, device_map: dict, dtype: str, int8: bool 
 
 
 def make_plan(folder: Path, device_map: dict, *, dtype: str = "float32", precision: str | None = None,
-              quantization: dict | None = None, offload_folder: str | None = None, gpus: int = 0, gpu_type: str | None = None,
-              host_ram_bytes: int = 2 * GIB, max_new_tokens: int = 8, model_id: str | None = None, source: str = "local",
-              revision: str | None = None, requirements: dict | None = None, status: str | None = None) -> Plan:
-    int8 = bool(quantization and (quantization.get("config") or {}).get("load_in_8bit"))
+              quantization: Quantization | None = None, offload_folder: str | None = None, gpus: int = 0,
+              gpu_type: str | None = None, host_ram_bytes: int = 2 * GIB, max_new_tokens: int = 8, model_id: str | None = None,
+              source: str = "local", revision: str | None = None, requirements: dict[str, Requirement] | None = None,
+              status: str | None = None) -> Plan:
+    int8 = bool(quantization and quantization.config.get("load_in_8bit"))
     weights = planned_weight_bytes(folder, device_map, dtype, int8=int8)
     devices = []
     for i in range(gpus):
         devices.append(DeviceBudget(str(i), weights_bytes=weights.get(str(i), 0), overhead_bytes=512 * 1024**2,
-                                    capacity_bytes=40 * GIB, max_memory_bytes=38 * GIB))
+                                    capacity_bytes=40 * GIB))
     if "cpu" in weights or gpus == 0:
-        devices.append(DeviceBudget("cpu", weights_bytes=weights.get("cpu", 0), capacity_bytes=16 * GIB, max_memory_bytes=8 * GIB))
+        devices.append(DeviceBudget("cpu", weights_bytes=weights.get("cpu", 0), capacity_bytes=16 * GIB))
     if "disk" in weights:
         devices.append(DeviceBudget("disk", weights_bytes=weights["disk"], capacity_bytes=100 * GIB))
     config = json.loads((folder / "config.json").read_text())
     ckpt = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
     if status is None:
         status = "disk-offload" if "disk" in weights else ("cpu-offload" if "cpu" in weights else "fits")
-    return Plan(
-        model_id=model_id or str(folder), revision=revision, source=source, architecture=config["model_type"], status=status,
-        precision=precision or {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[dtype], dtype=dtype,
-        quantization=quantization, gpu_type=gpu_type, gpus=gpus, device_map=device_map, devices=tuple(devices),
-        offload_folder=offload_folder, host_ram_bytes=host_ram_bytes, disk_bytes=weights.get("disk", 0) if offload_folder else 0,
-        hub_cache_bytes=ckpt, checkpoint_bytes=ckpt, params_total=0, params_active=0, kv_bytes_per_token=0, kv_cache_bytes=0,
-        workload=Workload(context_tokens=256, prompt_tokens=64, max_new_tokens=max_new_tokens),
-        speed=Speed(10.0, 100.0, 1.0, ("test plan",)), cluster={"profile": "laptop"}, config=config,
+    wl = Workload(context_tokens=256, prompt_tokens=64, max_new_tokens=max_new_tokens)
+    return plans.plan(
+        model_id=model_id or str(folder), revision=revision, source=source, architecture=config["model_type"],
+        status=status, precision=precision or {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[dtype],
+        dtype=dtype, quantization=quantization, gpu_type=gpu_type, gpus=gpus, device_map=device_map,
+        devices=tuple(devices), offload_folder=offload_folder, host_ram_bytes=host_ram_bytes,
+        disk_bytes=weights.get("disk", 0) if offload_folder else 0, hub_cache_bytes=ckpt, checkpoint_bytes=ckpt,
+        workload=wl, speed=plans.speed(decode=10.0, prefill=100.0, load_s=1.0, workload=wl), config=config,
         requirements=requirements or {})
 
 

@@ -9,7 +9,8 @@ import torch
 import transformers
 
 from vplan.planner.errors import PlanFileError
-from vplan.runtime.load import build_from_pretrained_kwargs
+from vplan.planner.plan.contract import Quantization
+from vplan.runtime.transformers.load import build_from_pretrained_kwargs
 
 from .conftest import layer_map, make_plan
 
@@ -18,7 +19,7 @@ from .conftest import layer_map, make_plan
 def gpu_plan(tiny_models):
     dm = layer_map(4, ["0", "0", "1", "cpu"], head="0")
     dm["lm_head"] = "1"
-    q = {"method": "bitsandbytes", "config": {"load_in_8bit": True, "llm_int8_enable_fp32_cpu_offload": True}}
+    q = Quantization("bitsandbytes", {"load_in_8bit": True, "llm_int8_enable_fp32_cpu_offload": True})
     return make_plan(tiny_models["llama"], dm, dtype="bfloat16", precision="int8", quantization=q, gpus=2,
                      gpu_type="A100-40GB", source="hub", model_id="org/tiny", revision="a" * 40)
 
@@ -29,17 +30,18 @@ def test_gpu_int8_plan(gpu_plan, monkeypatch):
     assert kw["dtype"] is torch.bfloat16
     assert kw["revision"] == "a" * 40
     assert kw["device_map"]["model.layers.0"] == 0 and kw["device_map"]["lm_head"] == 1 and kw["device_map"]["model.layers.3"] == "cpu"
-    assert kw["max_memory"] == {0: 38 * 1024**3, 1: 38 * 1024**3, "cpu": 8 * 1024**3}
+    assert "max_memory" not in kw  # transformers ignores it with an explicit device map: never passed
     qc = kw["quantization_config"]
     assert isinstance(qc, transformers.BitsAndBytesConfig) and qc.load_in_8bit and qc.llm_int8_enable_fp32_cpu_offload
     assert "load_in_8bit" not in kw and "load_in_4bit" not in kw and "torch_dtype" not in kw
     assert "offload_folder" not in kw  # nothing on disk
     assert kw["trust_remote_code"] is False and kw["attn_implementation"] == "sdpa"
-    # every key is a real from_pretrained argument of this transformers
-    params = inspect.signature(transformers.PreTrainedModel.from_pretrained).parameters
-    known = set(params) | {"dtype", "device_map", "max_memory", "offload_folder", "quantization_config", "revision",
-                           "trust_remote_code", "attn_implementation"}
-    assert set(kw) <= known
+    # every key is an argument this transformers' from_pretrained reads: a parameter of its signature or a keyword
+    # it takes out of **kwargs by name (a misspelt or removed key, like load_in_8bit in transformers 5, fails)
+    f = transformers.PreTrainedModel.from_pretrained
+    params, src = set(inspect.signature(f).parameters), inspect.getsource(f)
+    unread = [k for k in kw if k not in params and f'"{k}"' not in src]
+    assert not unread, unread
 
 
 def test_disk_offload_folder_and_env_override(tiny_models, monkeypatch, tmp_path):
@@ -59,7 +61,7 @@ def test_disk_offload_folder_and_env_override(tiny_models, monkeypatch, tmp_path
     ("bitsandbytes", {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}, "BitsAndBytesConfig", ("bnb_4bit_quant_type", "nf4")),
 ])
 def test_quantization_configs(tiny_models, method, config, cls, attr):
-    plan = make_plan(tiny_models["llama"], layer_map(4, ["cpu"] * 4), quantization={"method": method, "config": config})
+    plan = make_plan(tiny_models["llama"], layer_map(4, ["cpu"] * 4), quantization=Quantization(method, config))
     qc = build_from_pretrained_kwargs(plan, local=True)["quantization_config"]
     assert type(qc).__name__ == cls
     value = getattr(qc, attr[0])
@@ -67,15 +69,15 @@ def test_quantization_configs(tiny_models, method, config, cls, attr):
 
 
 def test_prequantized_checkpoint_uses_its_own_config(tiny_models):
-    plan = make_plan(tiny_models["llama"], layer_map(4, ["cpu"] * 4), quantization={"method": "gptq", "config": {}})
+    plan = make_plan(tiny_models["llama"], layer_map(4, ["cpu"] * 4), quantization=Quantization("gptq", {}))
     assert "quantization_config" not in build_from_pretrained_kwargs(plan, local=True)
     plan = make_plan(tiny_models["llama"], layer_map(4, ["cpu"] * 4), quantization=None)
     assert "quantization_config" not in build_from_pretrained_kwargs(plan, local=True)
 
 
 @pytest.mark.parametrize("change,text", [
-    ({"quantization": {"method": "warp9", "config": {}}}, "quantization method 'warp9'"),
-    ({"quantization": {"method": "bitsandbytes", "config": {"load_in_9bit": True}}}, "bitsandbytes quantization config is invalid"),
+    ({"quantization": Quantization("warp9", {})}, "quantization method 'warp9'"),
+    ({"quantization": Quantization("bitsandbytes", {"load_in_9bit": True})}, "bitsandbytes quantization config is invalid"),
     ({"dtype": "float13"}, "dtype 'float13'"),
     ({"device_map": {"": "cuda:0"}}, "device 'cuda:0'"),
 ])

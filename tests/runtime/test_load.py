@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from vplan.runtime.generate import run_records
-from vplan.runtime.load import load_planned
+from vplan.planner.plan.contract import Quantization
+
+from vplan.runtime.transformers.generate import run_records
+from vplan.runtime.transformers.load import load_planned
 
 from .conftest import PROMPTS, layer_map, make_plan
 
@@ -64,7 +66,7 @@ def test_moe_cpu_disk_with_offload_folder(tiny_models, reference_tokens, tmp_pat
 def test_int8_bitsandbytes_on_cpu(tiny_models, reference_tokens):
     pytest.importorskip("bitsandbytes")
     folder = tiny_models["llama"]
-    q = {"method": "bitsandbytes", "config": {"load_in_8bit": True}}
+    q = Quantization("bitsandbytes", {"load_in_8bit": True})
     plan = make_plan(folder, layer_map(4, ["cpu"] * 4), precision="int8", quantization=q)
     model, tok, rep = load_planned(plan, log=lambda _l: None, tty=False)
     assert type(model.model.layers[0].mlp.gate_proj).__name__ == "Linear8bitLt"

@@ -5,17 +5,12 @@ import os
 import subprocess
 import sys
 
-from vplan.planner.memory import host
-
-from vplan.planner.memory import weights as memory
-
-from vplan.planner.memory import overhead
-from vplan.planner.model.spec import build_spec
-from vplan.planner.source.resolve import resolve_model
+from vplan.planner.api import check_one
+from vplan.planner.memory import host, overhead, weights
 
 
 def _vplan(*args, env):
-    return subprocess.run([sys.executable, "-m", "vplan.planner.cli.main", *args], env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "vplan.planner.cli", *args], env=env, capture_output=True, text=True)
 
 
 def test_plan_then_run_cpu_disk_and_resume(tiny_models, tmp_path):
@@ -23,14 +18,12 @@ def test_plan_then_run_cpu_disk_and_resume(tiny_models, tmp_path):
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), VPLAN_CACHE=str(tmp_path / "vc"),
                VPLAN_OFFLOAD_FOLDER=str(tmp_path / "offload"))
     env.pop("VPLAN_CGROUP_ROOT", None)
-    src = resolve_model(folder)
-    spec = build_spec(src.model_id, src.revision, src.source, src.config, src.checkpoint)
-    w = memory.weight_bytes_by_block(spec, "bf16")
+    w = weights.weight_bytes_by_block(check_one(folder).spec, "bf16")
     # a node whose RAM leaves room for about half the weights after the process and the load peak
     node_mem = int((overhead.HOST_PROCESS_BYTES + overhead.host_load_peak_bytes(max(w.values()))
                     + sum(w.values()) // 2) / host.HOST_USABLE_FRACTION) + 1
     plan_path = tmp_path / "plan.json"
-    r = _vplan("plan", folder, "--gpus-per-node", "0", "--node-mem", str(node_mem), "--context", "256",
+    r = _vplan("plan", folder, "--gpus-per-node", "0", "--node-mem", f"{node_mem}B", "--context", "256",
                "--max-new-tokens", "6", "-o", str(plan_path), env=env)
     assert r.returncode == 0, r.stderr
     plan = json.loads(plan_path.read_text())
@@ -44,7 +37,7 @@ def test_plan_then_run_cpu_disk_and_resume(tiny_models, tmp_path):
     out = tmp_path / "out.jsonl"
     r = _vplan("run", str(plan_path), "--input", str(inp), "--output", str(out), env=env)
     assert r.returncode == 0, r.stderr[-3000:]
-    for line in ("[*] Setting max_memory:", "[*] Model loaded successfully!", "[*] Device map: as planned",
+    for line in ("[*] Device map: explicit from the plan", "[*] Model loaded successfully!", "[*] Device map: as planned",
                  "measured vs planned"):
         assert line in r.stderr
     recs = [json.loads(x) for x in out.read_text().splitlines()]

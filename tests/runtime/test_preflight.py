@@ -10,6 +10,9 @@ import sys
 import pytest
 
 from vplan.planner.errors import PreflightError
+from vplan.planner.model.behaviours import requirement_spec
+from vplan.planner.plan.contract import Quantization
+from vplan.planner.search.transformers import requirements
 from vplan.runtime.preflight import (GpuInfo, cgroup_memory_limit, host_ram_limit, packages_needed, run_preflight,
                                      slurm_memory_limit)
 
@@ -100,7 +103,7 @@ def test_slurm_variables(monkeypatch, clean_env):
 
 
 def test_missing_bitsandbytes(tiny_models, clean_env, monkeypatch):
-    q = {"method": "bitsandbytes", "config": {"load_in_8bit": True}}
+    q = Quantization("bitsandbytes", {"load_in_8bit": True})
     plan = make_plan(tiny_models["llama"], layer_map(4, ["cpu"] * 4), precision="int8", quantization=q)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
@@ -111,25 +114,28 @@ def test_missing_bitsandbytes(tiny_models, clean_env, monkeypatch):
 
 def test_mxfp4_on_gpu_needs_kernels_and_triton(tiny_models):
     plan = make_plan(tiny_models["llama"], layer_map(4, ["0"] * 4, head="0"), dtype="bfloat16", precision="mxfp4",
-                     quantization={"method": "mxfp4", "config": {"dequantize": False}}, gpus=1, gpu_type="H100-80GB")
+                     quantization=Quantization("mxfp4", {"dequantize": False}), gpus=1, gpu_type="H100-80GB",
+                     requirements=requirements("mxfp4", ">=5.24,<5.25"))
     names = {d: spec for d, spec, _ in packages_needed(plan)}
     assert names["kernels"] == ">=0.18.2,<0.19" and names["triton"] == ">=3.4"
-    deq = dataclasses.replace(plan, quantization={"method": "mxfp4", "config": {"dequantize": True}})
+    deq = dataclasses.replace(plan, quantization=Quantization("mxfp4", {"dequantize": True}),
+                              requirements=requirements("bf16", ">=5.24,<5.25"))
     assert "kernels" not in {d for d, _, _ in packages_needed(deq)}
-    gptq = dataclasses.replace(plan, precision="gptq-int4", quantization={"method": "gptq", "config": {}})
+    gptq = dataclasses.replace(plan, precision="gptq-int4", quantization=Quantization("gptq", {}))
     assert "gptqmodel" in {d for d, _, _ in packages_needed(gptq)}
 
 
 def test_transformers_version_of_the_plan(tiny_models, clean_env):
     import transformers
 
-    ok = make_plan(tiny_models["llama"], layer_map(4, ["cpu"] * 4), requirements={"transformers": transformers.__version__})
+    here = requirement_spec(transformers.__version__)
+    ok = make_plan(tiny_models["llama"], layer_map(4, ["cpu"] * 4), requirements=requirements("bf16", here))
     assert by_name(run_preflight(ok, gpus=[]))["package transformers"].ok is True
-    old = dataclasses.replace(ok, requirements={"transformers": "4.44.2"})
+    old = dataclasses.replace(ok, requirements=requirements("bf16", ">=5.23,<5.24"
+                                                              if not transformers.__version__.startswith("5.23") else ">=5.24,<5.25"))
     c = [c for c in run_preflight(old, gpus=[]).checks if c.name == "package transformers" and not c.ok][0]
-    assert c.detail == f"transformers {transformers.__version__} installed, the plan needs ==4.44.* (the plan's requirements)"
-    spec = dataclasses.replace(ok, requirements={"transformers": ">=99"})
-    assert not run_preflight(spec, gpus=[]).ok
+    assert c.detail.startswith(f"transformers {transformers.__version__} installed, the plan needs >=5.2")
+    assert "the memory model was computed for these versions" in c.detail
 
 
 def test_offline_without_cached_files(tiny_models, clean_env, monkeypatch):
@@ -178,10 +184,10 @@ def test_does_not_fit_plan_and_dry_run(gpu_plan, clean_env):
 
 
 def test_dry_run_does_not_import_torch(gpu_plan, tmp_path):
-    from vplan.planner.plan.contract import write_plan
+    from vplan.planner.plan import write_plan
 
     path = write_plan(gpu_plan, tmp_path / "plan.json")
-    code = ("import sys, json; from vplan.planner.plan.contract import read_plan; from vplan.runtime.preflight import run_preflight;"
+    code = ("import sys, json; from vplan.planner.plan import read_plan; from vplan.runtime.preflight import run_preflight;"
             f"r = run_preflight(read_plan({str(path)!r}), dry_run=True); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

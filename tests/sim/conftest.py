@@ -29,7 +29,7 @@ def simulated():
     """simulated(model_id, attn, prompt) -> SimResult of the catalog config, batch 1, bf16, 16 new tokens;
     each case is simulated once per session."""
     from vplan.planner.source.catalog import load
-    from vplan.runtime.simulate import simulate
+    from vplan.runtime.sim.simulate import simulate
 
     cache = {}
 

@@ -1,6 +1,7 @@
-"""The analytic activation model (pure Python) on its own: its shape reader agrees with the planner's
-ModelSpec, it stays within bounds of every row the simulator recorded (benchmarks/results/accuracy.json,
-catalog and fixture shapes), and it knows the architecture quirks the simulator showed."""
+"""The analytic peak (pure Python) against every peak the simulator recorded: the shared reference peaks
+(tests/fixtures/sim_reference.json) and our own sweep (benchmarks/results/accuracy.json, catalog and fixture
+shapes), each predicted for the transformers version it was simulated with; and the architecture quirks the
+simulator showed. Bound: within 2 %, never below by more than 1 %."""
 from __future__ import annotations
 
 import json
@@ -11,12 +12,15 @@ from pathlib import Path
 import pytest
 
 from vplan.planner.memory import activations
-from vplan.planner.source.catalog import list_ids, load
-from vplan.planner.model.spec import build_spec
+from vplan.planner.source.catalog import load
+from vplan.planner.model import build_spec
 
 ROOT = Path(__file__).parent.parent.parent
 SWEEP = json.loads((ROOT / "benchmarks" / "results" / "accuracy.json").read_text())
 ROWS = SWEEP["rows"] + SWEEP.get("fixture_rows", [])
+REFERENCE = [r for r in json.loads((ROOT / "tests" / "fixtures" / "sim_reference.json").read_text())["rows"]
+             if r["peak_bytes"]]
+REFERENCE_TRANSFORMERS = "5.23"  # the shared reference peaks were simulated with transformers 5.23 (their source)
 
 
 def _config(mid: str) -> dict:
@@ -26,19 +30,29 @@ def _config(mid: str) -> dict:
     return load(mid)["config"]
 
 
-@pytest.mark.parametrize("mid", list_ids())
-def test_shape_from_raw_config_matches_the_model_spec(mid):
-    cfg = {k: v for k, v in load(mid)["config"].items() if k != "quantization_config"}
-    spec = build_spec(mid, None, "catalog", cfg, None)
-    assert activations.ActivationShape.from_config(cfg) == activations.ActivationShape.from_spec(spec)
+def _spec(mid: str, transformers: str = "5.24"):
+    cfg = {k: v for k, v in _config(mid).items() if k != "quantization_config"}  # simulated dequantized (bf16)
+    return build_spec(mid, None, "config", cfg, None, transformers=transformers)
+
+
+def _predicted(mid, prompt, attn, transformers):
+    return activations.predicted_peak_tensor_bytes(_spec(mid, transformers), batch=1, prompt_tokens=prompt,
+                                                   attn_implementation=attn)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r['model']}-{r['attn']}-{r['prompt_tokens']}")
-def test_within_bounds_of_every_recorded_simulation(row):
-    pred = activations.predicted_peak_tensor_bytes(_config(row["model"]), batch=1, prompt_tokens=row["prompt_tokens"],
-                                                   attn_implementation=row["attn"])
+def test_within_bounds_of_every_simulation_of_the_sweep(row):
+    pred = _predicted(row["model"], row["prompt_tokens"], row["attn"], row["transformers"])
     err = (pred["peak_bytes"] - row["simulated_bytes"]) / row["simulated_bytes"]
     assert -0.01 <= err <= 0.02, f"{pred['peak_bytes']:,} vs {row['simulated_bytes']:,} ({err:+.3%})"
+
+
+@pytest.mark.parametrize("row", REFERENCE, ids=lambda r: f"{r['model']}-{r['attn']}-{r['prompt_tokens']}")
+def test_within_bounds_of_every_reference_peak(row):
+    pred = _predicted(row["model"], row["prompt_tokens"], row["attn"], REFERENCE_TRANSFORMERS)
+    err = (pred["peak_bytes"] - row["peak_bytes"]) / row["peak_bytes"]
+    assert -0.01 <= err <= 0.02, f"{pred['peak_bytes']:,} vs {row['peak_bytes']:,} ({err:+.3%})"
+    assert abs(err) < 0.005  # what the model achieves today: keep it there
 
 
 def test_recorded_sweep_covers_every_architecture_in_scope():
@@ -49,25 +63,25 @@ def test_recorded_sweep_covers_every_architecture_in_scope():
 
 def test_mla_expands_the_latent_per_head_for_every_cached_token():
     cfg = load("deepseek-ai/DeepSeek-V2.5")["config"]
-    est = activations.activation_peak_bytes(cfg, batch=1, prompt_tokens=1000, attn_implementation="sdpa")
-    s = activations.ActivationShape.from_config(cfg)
-    per_token_kv = 2 * s.num_heads * (s.mla_qk_nope_head_dim + s.mla_qk_rope_head_dim + s.mla_v_head_dim)
+    est = activations.activation_peak_bytes(_spec("deepseek-ai/DeepSeek-V2.5"), batch=1, prompt_tokens=1000,
+                                            attn_implementation="sdpa")
+    per_token_kv = 2 * cfg["num_attention_heads"] * (cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"] + cfg["v_head_dim"])
     assert per_token_kv == 81_920  # FACTS: K and V expanded per head, bytes per cached token per layer
     assert est.terms["mla_expand"] >= per_token_kv * 1000
 
 
 @pytest.mark.parametrize("mid", ["openai/gpt-oss-20b", "fixture:gemma-2-9b"])
 def test_eager_only_architectures_predict_eager_whatever_is_asked(mid):
-    cfg = _config(mid)
+    spec = _spec(mid)
     kw = dict(batch=1, prompt_tokens=4096)
-    assert activations.activation_peak_bytes(cfg, attn_implementation="sdpa", **kw) == \
-        activations.activation_peak_bytes(cfg, attn_implementation="eager", **kw)
+    assert activations.activation_peak_bytes(spec, attn_implementation="sdpa", **kw) == \
+        activations.activation_peak_bytes(spec, attn_implementation="eager", **kw)
 
 
 def test_moe_decode_peak_at_short_prompts_and_prefill_at_long_ones():
-    cfg = load("Qwen/Qwen3-30B-A3B")["config"]
-    short = activations.activation_peak_bytes(cfg, batch=1, prompt_tokens=16, attn_implementation="sdpa")
-    long = activations.activation_peak_bytes(cfg, batch=1, prompt_tokens=4096, attn_implementation="sdpa")
+    spec = _spec("Qwen/Qwen3-30B-A3B")
+    short = activations.activation_peak_bytes(spec, batch=1, prompt_tokens=16, attn_implementation="sdpa")
+    long = activations.activation_peak_bytes(spec, batch=1, prompt_tokens=4096, attn_implementation="sdpa")
     assert (short.phase, long.phase) == ("decode", "prefill")
 
 

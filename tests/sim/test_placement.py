@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from vplan.planner.memory import weights as memory
+from vplan.planner.memory import kv as kv_model, weights as memory
 from vplan.planner.source.catalog import load
-from vplan.planner.model.spec import build_spec
-from vplan.runtime.simulate import simulate
+from vplan.planner.model import build_spec
+from vplan.runtime.sim.simulate import simulate
 
 MID, PROMPT = "Qwen/Qwen3-0.6B", 256
 SLACK = 64 * 1024  # 512-byte rounding of the small norm/rotary tensors
@@ -32,7 +32,7 @@ def test_two_gpus_hold_their_layers_weights_and_kv(setup):
     two = simulate(cfg, batch=1, prompt_tokens=PROMPT, new_tokens=2, device_map=dmap)
     assert set(two.gpu_peak_bytes) == {"0", "1"}
     w = memory.weight_bytes_by_block(spec, "bf16")
-    kv = memory.kv_cache_bytes_by_block(spec, PROMPT, 1, 2)
+    kv = kv_model.kv_cache_bytes_by_block(spec, PROMPT, 1, 2)
     for dev in (0, 1):
         got = two.gpu_breakdown[str(dev)]
         assert 0 <= got["weights"] - _bytes_on(w, dmap, dev) <= SLACK

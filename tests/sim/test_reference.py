@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from vplan.planner.memory import activations
+from vplan.planner.model import build_spec
 from vplan.planner.source.catalog import load
 
 REFERENCE = {(r["model"], r["attn"], r["prompt_tokens"]): r for r in json.loads(
@@ -34,6 +35,13 @@ def test_reference_peak_reproduced_to_the_byte(simulated, case):
 @pytest.mark.slow
 @pytest.mark.parametrize("case", SLOW, ids=lambda c: "-".join(map(str, c)))
 def test_reference_peak_reproduced_to_the_byte_slow(simulated, case):
+    import transformers
+
+    spec = {v: build_spec(case[0], None, "catalog", load(case[0])["config"], None, transformers=v)
+            for v in ("5.23", transformers.__version__)}
+    if len({b.fp32_params for s in spec.values() for b in s.blocks}) > 1:
+        pytest.skip(f"the reference was simulated with transformers 5.23; {case[0]} loads differently in "
+                    f"{transformers.__version__} (model/behaviours.py)")
     _check_exact(simulated(*case), REFERENCE[case])
 
 
@@ -41,8 +49,10 @@ def test_reference_peak_reproduced_to_the_byte_slow(simulated, case):
 def test_analytic_peak_within_bounds_of_the_simulator(simulated, case):
     mid, attn, prompt = case
     res = simulated(*case)
-    pred = activations.predicted_peak_tensor_bytes(load(mid)["config"], batch=1, prompt_tokens=prompt,
-                                                   attn_implementation=attn)
+    import transformers
+
+    spec = build_spec(mid, None, "catalog", load(mid)["config"], None, transformers=transformers.__version__)
+    pred = activations.predicted_peak_tensor_bytes(spec, batch=1, prompt_tokens=prompt, attn_implementation=attn)
     err = (pred["peak_bytes"] - res.peak_bytes) / res.peak_bytes
     assert -0.01 <= err <= 0.02, f"{pred['peak_bytes']:,} vs {res.peak_bytes:,}"
     # the pieces too: weights up to the 512-byte rounding of small buffers, KV of the prompt exact

@@ -12,10 +12,10 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.profiler import ProfilerActivity, profile
 
-from vplan.runtime import _fake_cuda_guard
-from vplan.runtime.sim_cuda import CudaShim, h100_properties
-from vplan.runtime.sim_track import LiveBytesTracker, ProvenanceOracle
-from vplan.runtime.simulate import build_fake_model, run_generate
+from vplan.runtime.sim import guard as _fake_cuda_guard
+from vplan.runtime.sim.cuda import CudaShim, h100_properties
+from vplan.runtime.sim.track import LiveBytesTracker, ProvenanceOracle
+from vplan.runtime.sim.simulate import build_fake_model, run_generate
 
 TINY = {
     "llama": dict(model_type="llama", hidden_size=256, intermediate_size=688, vocab_size=1000),

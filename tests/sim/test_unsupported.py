@@ -6,7 +6,7 @@ import pytest
 
 from vplan.planner.source.catalog import load
 from vplan.planner.errors import SimulationUnsupportedError, VplanError
-from vplan.runtime.simulate import simulatable_config, simulate
+from vplan.runtime.sim.simulate import simulatable_config, simulate
 
 SMALL = load("Qwen/Qwen3-0.6B")["config"]
 

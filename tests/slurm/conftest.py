@@ -16,16 +16,17 @@ from pathlib import Path
 
 import pytest
 
+from tests import plans
 from vplan.planner.hardware.cluster import default_profile
-from vplan.planner.plan.contract import DeviceBudget, Plan, Speed, Workload
+from vplan.planner.hardware.gpus import GPU_CATALOG
+from vplan.planner.plan.contract import ClusterShape, DeviceBudget, Plan, Workload
+from vplan.planner.units import GIB
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
 FIXTURES = REPO / "tests" / "fixtures" / "slurm"
-CATALOG = REPO / "planner" / "catalog"
-GIB = 1024**3
-A100_40 = 40536 * 1024**2
-REFRESH_CMD = "VPLAN_REFRESH_GOLDEN=1 /tmp/venv/bin/python -m pytest tests/slurm -q"
+A100_40 = GPU_CATALOG["A100-40GB"].memory_bytes
+REFRESH_CMD = "VPLAN_REFRESH_GOLDEN=1 .venv/bin/python -m pytest tests/slurm -q"
 
 
 def make_plan(model_id: str = "Qwen/Qwen3-8B", *, gpus: int = 1, status: str = "fits", weights_bytes: int = 16 * GIB,
@@ -34,30 +35,27 @@ def make_plan(model_id: str = "Qwen/Qwen3-8B", *, gpus: int = 1, status: str = "
               reason: str | None = None, partition: str = "gpu", source: str = "hub", precision: str = "bf16") -> Plan:
     per_gpu = weights_bytes // max(gpus, 1)
     devices = [DeviceBudget(str(i), weights_bytes=per_gpu, kv_cache_bytes=GIB // 2, activation_bytes=GIB // 4,
-                            overhead_bytes=GIB, capacity_bytes=A100_40, max_memory_bytes=A100_40 - 2 * GIB) for i in range(gpus)]
+                            overhead_bytes=GIB, capacity_bytes=A100_40) for i in range(gpus)]
     if cpu_weights_bytes:
         devices.append(DeviceBudget("cpu", weights_bytes=cpu_weights_bytes, overhead_bytes=host_ram_bytes - cpu_weights_bytes,
-                                    capacity_bytes=128 * 1000**3, max_memory_bytes=cpu_weights_bytes))
-    return Plan(
-        model_id=model_id, revision=revision, source=source, architecture="llama", status=status, precision=precision,
-        dtype="bfloat16", quantization=None, gpu_type=gpu_type if gpus else None, gpus=gpus,
-        device_map={"model.layers.0": "0" if gpus else "cpu"}, devices=tuple(devices), offload_folder=None,
-        host_ram_bytes=host_ram_bytes, disk_bytes=0, hub_cache_bytes=weights_bytes, checkpoint_bytes=weights_bytes,
-        params_total=weights_bytes // 2, params_active=weights_bytes // 2, kv_bytes_per_token=131072,
-        kv_cache_bytes=GIB // 2 * gpus, workload=Workload(requests=requests),
-        speed=Speed(decode_tokens_per_s=decode, prefill_tokens_per_s=2000.0, load_seconds=load_s, assumptions=("test",)),
-        cluster={"profile": "default", "partition": partition}, config={}, reason=reason,
-        vplan_version="0.1.0", created_at="2026-01-01T00:00:00+00:00",
-    )
+                                    capacity_bytes=128 * 1000**3))
+    wl = Workload(requests=requests)
+    return plans.plan(
+        model_id=model_id, revision=revision, source=source, status=status, reason=reason or "test plan",
+        precision=precision, gpu_type=gpu_type if gpus else None, gpus=gpus,
+        device_map={"model.layers.0": "0" if gpus else "cpu"}, devices=tuple(devices), host_ram_bytes=host_ram_bytes,
+        hub_cache_bytes=weights_bytes, checkpoint_bytes=weights_bytes, params_total=weights_bytes // 2,
+        params_active=weights_bytes // 2, kv_bytes_per_token=131072, kv_cache_bytes=GIB // 2 * gpus, workload=wl,
+        speed=plans.speed(decode=decode, load_s=load_s, workload=wl),
+        cluster=ClusterShape(profile="default", partition=partition, gpu=gpu_type, gpus_per_node=2, cpus_per_node=4,
+                             mem_bytes=128 * 1000**3))
 
 
 def planned(model_ids=None, profile=None) -> dict:
-    """Real plans from the planner (resolve -> spec -> search), offline from the bundled catalog, in a private
-    HF_HOME/VPLAN_CACHE: {model_id: Plan}. The same calls `vplan plan` makes (test_real_plans checks that)."""
+    """Real plans from the planner library (vplan.planner.api.check_one, what `vplan plan` calls), offline from the
+    bundled catalog, in a private HF_HOME/VPLAN_CACHE: {model_id: Plan}."""
+    from vplan.planner.api import CheckOptions, check_one
     from vplan.planner.source.catalog import list_ids
-    from vplan.planner.model.spec import build_spec
-    from vplan.planner.search.core import SearchOptions, search
-    from vplan.planner.source.resolve import resolve_model
 
     keys = ("HF_HUB_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "VPLAN_CACHE")
     saved = {k: os.environ.get(k) for k in keys}
@@ -67,9 +65,7 @@ def planned(model_ids=None, profile=None) -> dict:
     try:
         out = {}
         for mid in model_ids or list_ids():
-            src = resolve_model(mid, offline=True)
-            spec = build_spec(src.model_id, src.revision, src.source, src.config, src.checkpoint, src.notes)
-            out[mid] = search(spec, profile or default_profile(), SearchOptions()).plan
+            out[mid] = check_one(mid, profile or default_profile(), CheckOptions(offline=True, suggest=False)).plan
         return out
     finally:
         for k, v in saved.items():

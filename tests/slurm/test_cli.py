@@ -6,14 +6,14 @@ import stat
 import subprocess
 import sys
 
-from vplan.planner.plan.contract import write_plan
+from vplan.planner.plan import write_plan
 
 from .conftest import FIXTURES, make_plan
 
 
 def _main(args, env=None):
     """The installed entry point, as a user runs it (cli.py registers render-sbatch and cluster)."""
-    return subprocess.run([sys.executable, "-m", "vplan.planner.cli.main", *args], capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "vplan.planner.cli", *args], capture_output=True, text=True, env=env)
 
 
 def test_render_writes_atomically_755_and_refuses_overwrite(tmp_path):

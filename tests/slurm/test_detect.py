@@ -5,8 +5,9 @@ from dataclasses import replace
 
 import pytest
 
-from vplan.planner.hardware.cluster import default_profile, load_profile, profile_from_toml_dict
-from vplan.planner.slurm.detect import parse_gres, parse_kv_line, parse_sinfo, profile_from_slurm, profile_to_toml
+from vplan.planner.hardware.cluster import default_profile
+from vplan.planner.slurm.profile_toml import load_profile, profile_from_toml_dict, profile_to_toml
+from vplan.planner.slurm.detect import parse_gres, parse_kv_line, parse_sinfo, profile_from_slurm
 from vplan.planner.errors import ClusterError
 from vplan.planner.hardware.gpus import GPU_CATALOG
 

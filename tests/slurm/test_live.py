@@ -17,7 +17,7 @@ from vplan.planner.hardware.cluster import default_profile
 from vplan.planner.slurm.detect import profile_from_slurm, run_slurm_commands
 from vplan.planner.errors import VplanError
 from vplan.planner.hardware.gpus import GPU_CATALOG
-from vplan.planner.plan.contract import write_plan
+from vplan.planner.plan import write_plan
 from vplan.planner.slurm.render import SbatchOptions, render_array, render_sbatch, sanitise_job_name
 from vplan.planner.units import gib
 from vplan.runtime.preflight import cgroup_memory_limit

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from vplan.planner.hardware.cluster import default_profile
 from vplan.planner.errors import ClusterError, NoFittingPlanError, UsageError
-from vplan.planner.slurm.render import (SbatchOptions, auto_time_s, compute_resources, mem_request_bytes, render_array,
-                                  render_arrays, render_sbatch)
+from vplan.planner.slurm.render import render_array, render_arrays, render_sbatch
+from vplan.planner.slurm.resources import SbatchOptions, auto_time_s, compute_resources, mem_request_bytes
 
 from .conftest import GIB, GOLDEN, REFRESH_CMD, make_plan
 

@@ -40,3 +40,19 @@ def load(model_id: str) -> dict | None:
         path = os.path.join(_DIR, real)
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def entries() -> list[dict]:
+    """One summary row per catalog model: id, architecture, checkpoint bytes and dtype, provenance."""
+    out = []
+    for mid in list_ids():
+        e = load(mid) or {}
+        c, ck = e.get("config") or {}, e.get("checkpoint") or {}
+        q = c.get("quantization_config") if isinstance(c.get("quantization_config"), dict) else {}
+        by_dtype = ck.get("params_by_dtype") or {}
+        dtype = q.get("quant_method") or (max(by_dtype, key=by_dtype.get).lower() if by_dtype else
+                                          str(c.get("torch_dtype") or c.get("dtype") or ""))
+        out.append({"model_id": mid, "architecture": c.get("model_type"), "checkpoint_bytes": ck.get("total_bytes"),
+                    "checkpoint_dtype": dtype, "gated": e.get("gated"), "revision": e.get("revision"),
+                    "provenance": e.get("provenance")})
+    return out

@@ -7,14 +7,14 @@
 #   model: Qwen/Qwen3-8B @ 0123456789abcdef (hub)
 #   plan: /work/plans/a.json (created 2026-01-01T00:00:00+00:00, vplan 0.1.0)
 #   status: fits; precision bf16 (compute bfloat16); 1 x A100-40GB
-#   planned GPU memory: GPU 0 17.8 GiB of 39.6 GiB
+#   planned GPU memory: GPU 0 17.8 GiB of 39.4 GiB
 #   host RAM: 6.0 GiB; offload folder: 0.0 GiB
 #   speed: ~30 decode tokens/s, load ~20 s (estimates, see the plan's assumptions)
 # task 1:
 #   model: meta-llama/Llama-3.1-8B-Instruct @ 0123456789abcdef (hub)
 #   plan: /work/plans/b.json (created 2026-01-01T00:00:00+00:00, vplan 0.1.0)
 #   status: fits; precision bf16 (compute bfloat16); 1 x A100-40GB
-#   planned GPU memory: GPU 0 17.8 GiB of 39.6 GiB
+#   planned GPU memory: GPU 0 17.8 GiB of 39.4 GiB
 #   host RAM: 9.0 GiB; offload folder: 0.0 GiB
 #   speed: ~30 decode tokens/s, load ~200 s (estimates, see the plan's assumptions)
 # Resources:
@@ -36,7 +36,8 @@ echo "[vplan] job ${SLURM_JOB_ID:-none} (array task ${SLURM_ARRAY_TASK_ID:-none}
 echo "[vplan] CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset}"
 nvidia-smi --query-gpu=index,name,memory.total,memory.used --format=csv || true
 
-export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+# The CUDA allocator setting the plan assumes (torch reads PYTORCH_ALLOC_CONF first, older releases the CUDA name).
+export PYTORCH_ALLOC_CONF=expandable_segments:True PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 # HF_HOME: not set by the cluster profile; the environment's (or ~/.cache/huggingface) is used.
 # Offloaded weights go to node-local scratch, removed when the job ends.
 export VPLAN_OFFLOAD_FOLDER="${TMPDIR:-/tmp}"/vplan-offload-"${SLURM_JOB_ID:-$$}"

@@ -3,7 +3,7 @@
 # model: Qwen/Qwen3-8B @ 0123456789abcdef (hub)
 # plan: /work/plans/qwen3-8b.json (created 2026-01-01T00:00:00+00:00, vplan 0.1.0)
 # status: fits; precision bf16 (compute bfloat16); 1 x A100-40GB
-# planned GPU memory: GPU 0 17.8 GiB of 39.6 GiB
+# planned GPU memory: GPU 0 17.8 GiB of 39.4 GiB
 # host RAM: 6.0 GiB; offload folder: 0.0 GiB
 # speed: ~30 decode tokens/s, load ~20 s (estimates, see the plan's assumptions)
 # Resources:
@@ -26,11 +26,12 @@ echo "[vplan] job ${SLURM_JOB_ID:-none} on $(hostname)"
 echo '[vplan] model: Qwen/Qwen3-8B @ 0123456789abcdef (hub)'
 echo '[vplan] plan: /work/plans/qwen3-8b.json (created 2026-01-01T00:00:00+00:00, vplan 0.1.0)'
 echo '[vplan] status: fits; precision bf16 (compute bfloat16); 1 x A100-40GB'
-echo '[vplan] planned GPU memory: GPU 0 17.8 GiB of 39.6 GiB'
+echo '[vplan] planned GPU memory: GPU 0 17.8 GiB of 39.4 GiB'
 echo "[vplan] CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset}"
 nvidia-smi --query-gpu=index,name,memory.total,memory.used --format=csv || true
 
-export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+# The CUDA allocator setting the plan assumes (torch reads PYTORCH_ALLOC_CONF first, older releases the CUDA name).
+export PYTORCH_ALLOC_CONF=expandable_segments:True PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 export HF_HOME="/shared/hf-cache/$USER"
 # Compute nodes have no internet (profile: compute_nodes_online = false): the model must be in the cache.
 export HF_HUB_OFFLINE=1

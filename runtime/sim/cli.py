@@ -1,6 +1,7 @@
 """`vplan simulate PLAN`: the exact tensor-memory peak of the planned run, simulated on CPU.
 
-Imports torch only when the command runs (the CLI registers this module at start-up).
+Registered through the vplan.commands entry point; imports torch only when the command runs. Planned figures are
+the plan's per-device tensor bytes (weights + KV + activations, the overheads the simulator cannot see left out).
 """
 from __future__ import annotations
 
@@ -9,14 +10,7 @@ import json
 import click
 
 from vplan.planner.errors import PlanFileError
-
-
-def predicted_peak_bytes(plan) -> dict:
-    """The planner's own prediction of the tensor peak (what the simulator measures): weights + KV +
-    activations per GPU, without CUDA context, workspaces or allocator reserve."""
-    per = {d.device: d.weights_bytes + d.kv_cache_bytes + d.activation_bytes
-           for d in plan.devices if d.device.isdigit() or plan.gpus == 0}
-    return {"peak_bytes": max(per.values(), default=0), "per_device": per}
+from vplan.planner.units import GIB as gib
 
 
 @click.command("simulate")
@@ -24,15 +18,16 @@ def predicted_peak_bytes(plan) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the machine-readable result (contract).")
 def simulate_cmd(plan_file, as_json):
     """Simulate the planned generate() with fake CUDA tensors and report its exact tensor peak."""
-    from vplan.planner.plan.contract import read_plan
+    from vplan.planner.plan import read_plan
 
     plan = read_plan(plan_file)
     if not plan.config:
         raise PlanFileError(f"{plan_file} has no model config; re-create it with `vplan plan`")
-    from .simulate import simulate_plan
+    from vplan.runtime.sim.simulate import simulate_plan
 
-    res = simulate_plan(plan.to_dict())
-    pred = predicted_peak_bytes(plan)
+    res = simulate_plan(plan)
+    per = {d.device: d.tensor_bytes for d in plan.devices if d.is_gpu or plan.gpus == 0}
+    pred = {"peak_bytes": max(per.values(), default=0), "per_device": per}
     out = res.to_dict()
     out["predicted_peak_bytes"] = pred["peak_bytes"]
     out["predicted_per_device_bytes"] = pred["per_device"]
@@ -40,7 +35,6 @@ def simulate_cmd(plan_file, as_json):
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
-    gib = 1024**3
     click.echo(f"{plan.model_id}: simulated tensor peak {res.peak_bytes / gib:.3f} GiB "
                f"({res.peak_bytes:,} bytes), planner predicted {pred['peak_bytes'] / gib:.3f} GiB "
                f"({out['error_pct']:+.2f} %)")

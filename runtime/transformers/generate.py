@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 from vplan.planner.errors import RunError, UsageError
 
-from .report import Log, RunReport, peak_measures, stderr_log
+from vplan.runtime.report import Log, RunReport, peak_measures, stderr_log
 
 
 def id_key(record_id) -> str:
@@ -154,7 +154,7 @@ def run_records(model, tokenizer, records: Iterable[dict], plan, *, output: str 
     ``on_record`` is called with each finished output record (after it is on disk). Out-of-memory raises
     :class:`RunError` with the plan's and the measured figures; records already written stay intact.
     """
-    from .load import _failure_figures, is_oom
+    from vplan.runtime.transformers.load import _failure_figures, is_oom
 
     records = list(records)
     max_new = max_new_tokens or plan.workload.max_new_tokens

@@ -29,17 +29,19 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from vplan.planner.errors import SimulationUnsupportedError
+from vplan.planner.memory.activations import EAGER_ONLY
+from vplan.planner.plan import Plan
 
-from . import _fake_cuda_guard
-from .sim_cuda import CudaShim, h100_properties
-from .sim_place import OFFLOAD, dispatch_hooks, main_gpu, mapped_device, normalize_device_map, torch_device
-from .sim_track import LiveBytesTracker, ProvenanceOracle, kv_tagging
+from vplan.runtime.sim import guard as _fake_cuda_guard
+from vplan.runtime.sim.cuda import CudaShim, h100_properties
+from vplan.runtime.sim.place import OFFLOAD, dispatch_hooks, main_gpu, mapped_device, normalize_device_map, torch_device
+from vplan.runtime.sim.track import LiveBytesTracker, ProvenanceOracle, kv_tagging
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 PRECISION_OF_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 DEQUANTIZED_AS_BF16 = ("mxfp4", "fp8")  # transformers dequantizes these checkpoints to bf16 without their kernels
 MAX_DECODE_STEPS = 16
-EAGER_ONLY = {"gpt_oss": "attention sinks", "gemma2": "attention logit soft-capping"}
+EAGER_WHY = {"gpt_oss": "attention sinks", "gemma2": "attention logit soft-capping"}
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ def simulate(config: dict, *, batch: int, prompt_tokens: int, new_tokens: int, d
         raise SimulationUnsupportedError(f"attention {attn_implementation!r} cannot be simulated; use sdpa or eager")
     mt = config.get("model_type")
     if mt in EAGER_ONLY and attn_implementation != "eager":
-        notes.append(f"{mt} has no sdpa path in transformers 5.23 ({EAGER_ONLY[mt]}): simulated eager")
+        notes.append(f"{mt} has no sdpa path in transformers 5 ({EAGER_WHY.get(mt, 'no sdpa kernel')}): simulated eager")
         attn_implementation = "eager"
     dmap = normalize_device_map(device_map)
     if any(d in OFFLOAD for d in dmap.values()):
@@ -214,16 +216,17 @@ def simulate(config: dict, *, batch: int, prompt_tokens: int, new_tokens: int, d
         host_weight_bytes=tracker.peak.get("cpu", 0), notes=tuple(dict.fromkeys(notes)))
 
 
-def simulate_plan(plan: dict) -> SimResult:
-    """Simulate a plan dict's workload: ``config``, ``precision``, ``dtype``, ``device_map`` and
-    ``workload`` {prompt_tokens, max_new_tokens, batch, attn_implementation}; at most 16 decode steps."""
-    wl = plan["workload"]
-    wanted = int(wl.get("max_new_tokens") or MAX_DECODE_STEPS)
+def simulate_plan(plan: Plan) -> SimResult:
+    """Simulate a plan's workload (config, precision, dtype, device map, prompt, batch, attention) with at most
+    16 decode steps."""
+    wl = plan.workload
+    if plan.engine != "transformers":
+        raise SimulationUnsupportedError(f"the simulator runs transformers generate(); this plan's engine is {plan.engine}")
+    wanted = wl.max_new_tokens
     steps = max(1, min(wanted, MAX_DECODE_STEPS))
-    res = simulate(plan["config"], batch=int(wl.get("batch", 1)), prompt_tokens=int(wl["prompt_tokens"]),
-                   new_tokens=steps, dtype=plan.get("dtype") or "bfloat16",
-                   attn_implementation=wl.get("attn_implementation") or "sdpa",
-                   device_map=plan.get("device_map") or None, precision=plan.get("precision"))
+    res = simulate(plan.config, batch=wl.batch, prompt_tokens=wl.prompt_tokens, new_tokens=steps, dtype=plan.dtype,
+                   attn_implementation=wl.attn_implementation, device_map=plan.device_map or None,
+                   precision=plan.precision)
     if steps < wanted:
         note = (f"simulated {steps} of {wanted} decode steps: dense models peak in prefill and MoE decode peaks "
                 "repeat every step; later steps only grow the KV cache, which the planner sizes for the full context")

@@ -1,29 +1,22 @@
 """Preflight: the node against the plan, in seconds, before any weight is read.
 
 Every check is a :class:`Check` (name, ok, detail, fix): ``detail`` says what was found against what the plan
-needs, ``fix`` the next step. Probes of the outside world are small functions whose inputs can be pointed
-elsewhere (``VPLAN_CGROUP_ROOT``, ``env=``, ``gpus=``) so tests run them against fake nodes. torch is imported
-only by :func:`probe_gpus`, and never in a dry run.
+needs, ``fix`` the next step. The probes (vplan.runtime.preflight.probes) take their inputs as arguments
+(``env=``, ``gpus=``) so tests run the checks against fake nodes; torch is never imported in a dry run.
 """
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
-import json
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping
 
 from vplan.planner.errors import PreflightError
+from vplan.planner.plan.contract import Plan
 from vplan.planner.source.hf_cache import hub_cache_dir, is_offline, offline_variable, snapshot_dir
 from vplan.planner.source.local import missing_model_files
-from vplan.planner.plan.contract import Plan
 from vplan.planner.units import GIB, gib
-
-UNLIMITED_BYTES = 1 << 60  # cgroup v1 writes ~2^63 for "no limit"
-MIB = 1024**2
+from vplan.runtime.preflight.probes import GpuInfo, free_disk, host_ram_limit, installed_version, probe_gpus
 
 
 @dataclass(frozen=True)
@@ -44,15 +37,6 @@ class Check:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "verdict": self.verdict}
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    index: int
-    name: str
-    total_bytes: int
-    free_bytes: int
-    capability: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,118 +65,6 @@ class PreflightReport:
             raise PreflightError(f"preflight {bad[0].name}: {bad[0].detail}; {bad[0].fix}{more}")
 
 
-# ----------------------------------------------------------------------------------------------- probes
-def probe_gpus() -> list[GpuInfo]:
-    """Visible CUDA devices via torch (sets the allocator config first, as loading will)."""
-    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    try:
-        import torch
-    except ImportError:
-        return []
-    if not torch.cuda.is_available():
-        return []
-    out = []
-    for i in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(i)
-        free, total = torch.cuda.mem_get_info(i)
-        out.append(GpuInfo(i, props.name, int(total), int(free), (props.major, props.minor)))
-    return out
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    if not text or text == "max":
-        return None
-    try:
-        v = int(text)
-    except ValueError:
-        return None
-    return None if v >= UNLIMITED_BYTES else v
-
-
-def cgroup_memory_limit(env: Mapping[str, str] | None = None) -> tuple[int | None, str]:
-    """Smallest memory limit on this process's cgroup path (v2 memory.max, v1 memory.limit_in_bytes).
-
-    ``VPLAN_CGROUP_ROOT`` (default /sys/fs/cgroup) and ``VPLAN_PROC_CGROUP`` (default /proc/self/cgroup) point
-    the probe at a fake tree. Returns (bytes or None, file it came from).
-    """
-    env = os.environ if env is None else env
-    root = Path(env.get("VPLAN_CGROUP_ROOT", "/sys/fs/cgroup"))
-    rel_v2, rel_v1 = "", ""
-    try:
-        for line in Path(env.get("VPLAN_PROC_CGROUP", "/proc/self/cgroup")).read_text().splitlines():
-            parts = line.split(":", 2)
-            if len(parts) == 3 and parts[0] == "0" and parts[1] == "":
-                rel_v2 = parts[2].lstrip("/")
-            elif len(parts) == 3 and "memory" in parts[1].split(","):
-                rel_v1 = parts[2].lstrip("/")
-    except OSError:
-        pass
-    candidates: list[Path] = []
-    for base, rel, fname in ((root, rel_v2, "memory.max"), (root / "memory", rel_v1, "memory.limit_in_bytes")):
-        d = base / rel if rel else base
-        while True:
-            candidates.append(d / fname)
-            if d == base or base not in d.parents:
-                break
-            d = d.parent
-    best: tuple[int | None, str] = (None, "")
-    for p in candidates:
-        v = _read_int(p)
-        if v is not None and (best[0] is None or v < best[0]):
-            best = (v, str(p))
-    return best
-
-
-def slurm_memory_limit(env: Mapping[str, str] | None = None) -> tuple[int | None, str]:
-    """SLURM_MEM_PER_NODE, or SLURM_MEM_PER_CPU x SLURM_CPUS_ON_NODE; SLURM's MB are MiB."""
-    env = os.environ if env is None else env
-    try:
-        if env.get("SLURM_MEM_PER_NODE"):
-            return int(env["SLURM_MEM_PER_NODE"]) * MIB, f"SLURM_MEM_PER_NODE={env['SLURM_MEM_PER_NODE']}"
-        if env.get("SLURM_MEM_PER_CPU"):
-            cpus = int(env.get("SLURM_CPUS_ON_NODE") or 1)
-            return int(env["SLURM_MEM_PER_CPU"]) * MIB * cpus, (
-                f"SLURM_MEM_PER_CPU={env['SLURM_MEM_PER_CPU']} x SLURM_CPUS_ON_NODE={cpus}")
-    except ValueError:
-        pass
-    return None, ""
-
-
-def physical_ram_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        import psutil
-
-        return int(psutil.virtual_memory().total)
-
-
-def host_ram_limit(env: Mapping[str, str] | None = None) -> tuple[int, str]:
-    """The job's real RAM ceiling: the smallest of cgroup, SLURM allocation and physical RAM."""
-    found = [cgroup_memory_limit(env), slurm_memory_limit(env), (physical_ram_bytes(), "physical RAM")]
-    return min(((v, src) for v, src in found if v is not None), key=lambda x: x[0])
-
-
-def _free_disk(path: Path) -> tuple[int, Path]:
-    p = path.expanduser().absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return shutil.disk_usage(p).free, p
-
-
-def installed_version(dist: str) -> str | None:
-    if importlib.util.find_spec(dist.replace("-", "_")) is None:
-        return None
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 # ------------------------------------------------------------------------------------------- the checks
 def offload_folder_for(plan: Plan, env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
@@ -200,23 +72,17 @@ def offload_folder_for(plan: Plan, env: Mapping[str, str] | None = None) -> str 
 
 
 def packages_needed(plan: Plan) -> list[tuple[str, str, str]]:
-    """(distribution, version spec, why) that the plan's precision and requirements need on this node."""
-    need = [("torch", "", "the runtime"), ("transformers", "", "the runtime"), ("accelerate", "", "device maps")]
-    q = plan.quantization or {}
-    method = q.get("method")
-    if method == "bitsandbytes" or plan.precision in ("int8", "nf4", "fp4"):
-        need.append(("bitsandbytes", "", f"{plan.precision} weights"))
-    if method == "mxfp4" and not (q.get("config") or {}).get("dequantize", False) and plan.gpus > 0:
-        need += [("kernels", ">=0.18.2,<0.19", "MXFP4 kept on GPU"), ("triton", ">=3.4", "MXFP4 kept on GPU")]
-    if method in ("gptq", "awq") or plan.precision.startswith(("gptq", "awq")):
-        need.append(("gptqmodel", "", f"{plan.precision} checkpoint"))
-    for dist, spec in (plan.requirements or {}).items():
-        spec = str(spec).strip()
-        if spec and spec[0].isdigit():  # a bare version: the one the plan was made with; same major.minor
-            major_minor = ".".join(spec.split(".")[:2])
-            spec = f"=={major_minor}.*"
-        need.append((dist, spec, "the plan's requirements"))
-    return need
+    """(distribution, version spec, why) the plan needs on this node: the runtime, and its requirements (the
+    transformers range the memory model was computed for, the quantization packages)."""
+    need = {"torch": ("", "the runtime"), "transformers": ("", "the runtime"), "accelerate": ("", "device maps")}
+    q = plan.quantization
+    if (q and q.method == "bitsandbytes") or plan.precision in ("int8", "nf4"):
+        need["bitsandbytes"] = ("", f"{plan.precision} weights")
+    if q and q.method in ("gptq", "awq") or plan.precision.startswith(("gptq", "awq")):
+        need["gptqmodel"] = ("", f"{plan.precision} checkpoint")
+    for dist, req in plan.requirements.items():
+        need[dist] = (req.spec, req.why)
+    return [(dist, spec, why) for dist, (spec, why) in need.items()]
 
 
 def _check_packages(plan: Plan) -> list[Check]:
@@ -243,10 +109,10 @@ def _check_packages(plan: Plan) -> list[Check]:
 
 
 def _capability_needed(plan: Plan) -> tuple[tuple[int, int], str] | None:
-    q = (plan.quantization or {}).get("method")
-    if plan.precision == "fp8" or q == "fp8":
+    q = plan.quantization
+    if plan.precision == "fp8":
         return (8, 9), "fp8 weights"
-    if q == "mxfp4" and not ((plan.quantization or {}).get("config") or {}).get("dequantize", False):
+    if q and q.method == "mxfp4" and not q.config.get("dequantize", False):
         return (7, 5), "MXFP4 kernels"
     if plan.dtype == "bfloat16":
         return (8, 0), "bfloat16"
@@ -300,7 +166,7 @@ def _check_offload_disk(plan: Plan, env: Mapping[str, str]) -> Check | None:
         return None
     if not folder:
         return Check("offload disk", True, "disk offload reads the safetensors shards in place; no offload folder needed")
-    free, existing = _free_disk(Path(folder))
+    free, existing = free_disk(Path(folder))
     if not os.access(existing, os.W_OK):
         return Check("offload disk", False, f"offload folder {folder} is not writable (nearest existing: {existing})",
                      "set VPLAN_OFFLOAD_FOLDER to node-local scratch you can write (e.g. $TMPDIR/vplan-offload)")
@@ -325,7 +191,7 @@ def _check_model_files(plan: Plan, model_path: str | None, env: Mapping[str, str
         what = "is not in" if snap is None else f"is incomplete in (missing {', '.join(missing[:3])})"
         return [Check("model files", False, f"{offline_variable(env)} and {plan.model_id}@{rev[:12]} {what} the HF cache {cache}",
                       f"download it where the Hub is reachable: `hf download {plan.model_id} --revision {rev}` with the same HF_HOME")]
-    free, existing = _free_disk(cache)
+    free, existing = free_disk(cache)
     ok = plan.hub_cache_bytes <= free
     return [Check("hub cache disk", ok, f"{plan.model_id} will be downloaded: {gib(free)} free at {existing}, needs {gib(plan.hub_cache_bytes)}",
                   "" if ok else "set HF_HOME to a filesystem with room, or download to local scratch and pass --model-path")]
@@ -338,10 +204,10 @@ def _check_plan(plan: Plan) -> list[Check]:
                          "pick a plan that fits: `vplan check MODEL` lists the options"))
     else:
         out.append(Check("plan", True, f"{plan.model_id} {plan.precision} on {plan.gpus} x {plan.gpu_type or 'no GPU'}, status {plan.status}"))
-    q = plan.quantization or {}
-    cfg = q.get("config") or {}
+    q = plan.quantization
+    cfg = q.config if q else {}
     offloads = any(v in ("cpu", "disk") for v in plan.device_map.values())
-    if q.get("method") == "bitsandbytes" and cfg.get("load_in_8bit") and offloads and plan.gpus > 0 \
+    if q and q.method == "bitsandbytes" and cfg.get("load_in_8bit") and offloads and plan.gpus > 0 \
             and not cfg.get("llm_int8_enable_fp32_cpu_offload"):
         out.append(Check("plan quantization", False, "8-bit plan offloads modules to cpu/disk without llm_int8_enable_fp32_cpu_offload",
                          "re-create the plan with `vplan plan` (transformers refuses this combination)"))

@@ -1,6 +1,6 @@
 """Load a model exactly as the plan says: every from_pretrained argument comes from the Plan.
 
-Nothing is guessed at load time: revision, dtype, quantization config, device map, max_memory, offload folder,
+Nothing is guessed at load time: revision, dtype, quantization config, device map, offload folder,
 trust_remote_code and attention implementation are the plan's. ``VPLAN_OFFLOAD_FOLDER`` may move the offload
 folder (node-local scratch), and ``model_path`` may point at a local copy of the same checkpoint.
 """
@@ -12,22 +12,15 @@ import time
 from pathlib import Path
 
 from vplan.planner.errors import PlanFileError, RunError
-from vplan.planner.plan.contract import Plan, read_plan
+from vplan.planner.plan import Plan, read_plan
+from vplan.runtime.alloc import ensure_expandable_segments
 
-from .preflight import offload_folder_for
-from .report import (LoadReport, Log, fmt_bytes, gpu_snapshot, load_measures, render_measures, rss_bytes,
+from vplan.runtime.preflight import offload_folder_for
+from vplan.runtime.report import (LoadReport, Log, fmt_bytes, gpu_snapshot, load_measures, render_measures, rss_bytes,
                      stderr_log, tensor_bytes_by_device)
 
-ALLOC_CONF = "expandable_segments:True"
 _QUANT_CLASSES = {"bitsandbytes": "BitsAndBytesConfig", "mxfp4": "Mxfp4Config", "fp8": "FineGrainedFP8Config"}
 _CHECKPOINT_QUANT = ("gptq", "awq", "compressed-tensors", "checkpoint")  # transformers reads the checkpoint's config
-
-
-def set_alloc_conf() -> None:
-    """expandable_segments before CUDA initialises (keeps other settings the user made)."""
-    cur = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
-    if "expandable_segments" not in cur:
-        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = f"{cur},{ALLOC_CONF}" if cur else ALLOC_CONF
 
 
 def device_key(device: str | int):
@@ -44,7 +37,7 @@ def quantization_config(plan: Plan):
     q = plan.quantization
     if not q:
         return None
-    method = q.get("method")
+    method = q.method
     if method in _CHECKPOINT_QUANT:
         return None
     if method not in _QUANT_CLASSES:
@@ -53,7 +46,7 @@ def quantization_config(plan: Plan):
     import transformers
 
     cls = getattr(transformers, _QUANT_CLASSES[method])
-    config = q.get("config") or {}
+    config = dict(q.config)
     named = {n for n, p in inspect.signature(cls.__init__).parameters.items()
              if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != "self"}
     unknown = sorted(set(config) - named)
@@ -83,10 +76,9 @@ def build_from_pretrained_kwargs(plan: Plan, *, local: bool = False, env=None) -
     qc = quantization_config(plan)
     if qc is not None:
         kw["quantization_config"] = qc
+    # The explicit map governs placement; transformers ignores max_memory with a dict device_map
+    # (integrations/accelerate.py _get_device_map), so none is passed: vplan checked the budgets itself.
     kw["device_map"] = {name: device_key(dev) for name, dev in plan.device_map.items()}
-    max_memory = {device_key(k): int(v) for k, v in plan.max_memory.items() if int(v) > 0}
-    if max_memory:
-        kw["max_memory"] = max_memory
     if "disk" in plan.device_map.values():
         folder = offload_folder_for(plan, env)
         if folder:
@@ -94,10 +86,6 @@ def build_from_pretrained_kwargs(plan: Plan, *, local: bool = False, env=None) -
     kw["trust_remote_code"] = bool(plan.trust_remote_code)
     kw["attn_implementation"] = plan.workload.attn_implementation
     return kw
-
-
-def _show_max_memory(mm: dict) -> str:
-    return "{" + ", ".join(f"{k!r}: '{v / 1024**3:.2f}GiB'" for k, v in mm.items()) + "}"
 
 
 def _quiet_bitsandbytes_cast_warning() -> None:
@@ -142,7 +130,7 @@ def load_planned(plan_or_path: Plan | str | os.PathLike, *, model_path: str | No
     Raises :class:`RunError` (exit 5) when loading fails, with the plan's figures and the measured ones.
     """
     plan = plan_or_path if isinstance(plan_or_path, Plan) else read_plan(plan_or_path)
-    set_alloc_conf()
+    ensure_expandable_segments()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -160,8 +148,10 @@ def load_planned(plan_or_path: Plan | str | os.PathLike, *, model_path: str | No
             torch.cuda.reset_peak_memory_stats(i)
     elif plan.gpus == 0:
         log("[*] No GPU: CPU-only plan")
-    if "max_memory" in kwargs:
-        log(f"[*] Setting max_memory: {_show_max_memory(kwargs['max_memory'])}")
+    gpu_budgets = ", ".join(f"GPU {d.device} {fmt_bytes(d.total_bytes)} of {fmt_bytes(d.capacity_bytes)}"
+                            for d in plan.gpu_devices)
+    log(f"[*] Device map: explicit from the plan ({len(plan.device_map)} modules; transformers ignores max_memory "
+        f"with an explicit map, so none is set){'; planned peaks: ' + gpu_budgets if gpu_budgets else ''}")
     devices = sorted({str(v) for v in plan.device_map.values()}, key=lambda d: (not d.isdigit(), d))
     log(f"[*] Loading {source}" + (f"@{plan.revision[:12]}" if plan.revision and not local else "")
         + f" as {plan.precision} ({plan.dtype}) on {', '.join(devices)}"

@@ -1,0 +1,3 @@
+from vplan.planner.cli.main import main
+
+main()

@@ -1,0 +1,76 @@
+"""The `vplan check --json` contract: a check report as plain JSON (bytes as integers, speeds as numbers).
+
+Top level: ``models`` (one entry per model: facts, the chosen ``plan`` summary, ``alternatives``, ``refused``
+precisions, ``suggestions``), ``cluster`` and ``workload``. Every size is in bytes (``*_bytes``); every list of
+GPU figures has one entry per GPU of every node the plan uses.
+"""
+from __future__ import annotations
+
+from vplan.planner.plan.contract import Plan
+
+
+def plan_summary(p: Plan) -> dict:
+    return {
+        "engine": p.engine,
+        "status": p.status,
+        "rejection": p.rejection,
+        "reason": p.reason,
+        "nodes": p.nodes,
+        "gpus": p.gpus,
+        "gpu_type": p.gpu_type,
+        "precision": p.precision,
+        "gpu_bytes": [d.total_bytes for d in p.gpu_devices],
+        "gpu_breakdown": [
+            {"node": d.node, "device": d.device, "weights_bytes": d.weights_bytes, "kv_cache_bytes": d.kv_cache_bytes,
+             "activation_bytes": d.activation_bytes, "overhead_bytes": d.overhead_bytes, "capacity_bytes": d.capacity_bytes}
+            for d in p.gpu_devices
+        ],
+        "cpu_bytes": p.cpu_bytes,
+        "disk_bytes": p.offload_disk_bytes,
+        "host_ram_bytes": p.host_ram_bytes,
+        "kv_cache_bytes": p.kv_cache_bytes,
+        "decode_tokens_per_s": p.speed.decode_tokens_per_s,
+        "prefill_tokens_per_s": p.speed.prefill_tokens_per_s,
+        "throughput_tokens_per_s": p.speed.throughput_tokens_per_s,
+        "load_seconds": p.speed.load_seconds,
+        "job_seconds": round(p.speed.job_seconds(p.workload.requests), 1),
+        "gpu_hours": round(p.speed.job_seconds(p.workload.requests) * p.gpus * p.nodes / 3600, 3),
+        "conditions": list(p.conditions),
+        **({"tensor_parallel_size": p.vllm.tensor_parallel_size, "pipeline_parallel_size": p.vllm.pipeline_parallel_size,
+            "kv_cache_tokens": p.vllm.kv_cache_tokens, "max_concurrency": p.vllm.max_concurrency} if p.vllm else {}),
+    }
+
+
+def check_report_dict(report) -> dict:
+    models = []
+    for r in report.results:
+        p, s = r.plan, r.spec
+        models.append({
+            "model": s.model_id,
+            "revision": s.revision,
+            "source": s.source,
+            "architecture": s.architecture,
+            "params_total": s.params_total,
+            "params_active": s.params_active,
+            "checkpoint_bytes": s.checkpoint_bytes,
+            "checkpoint_dtype": s.checkpoint_dtype_label,
+            "kv_bytes_per_token": p.kv_bytes_per_token,
+            "kv_cache_bytes": p.kv_cache_bytes,
+            "plan": plan_summary(p),
+            "alternatives": [plan_summary(a) for a in r.alternatives],
+            "refused": [{"precision": c.precision, "reason": c.why_not} for c in r.refused],
+            "suggestions": list(r.suggestions),
+            "warnings": list(p.warnings),
+            "notes": list(s.notes),
+        })
+    opts = report.options.search
+    wl = opts.workload
+    part = report.profile.partition(opts.partition)
+    return {
+        "models": models,
+        "cluster": {"profile": report.profile.name, **part.summary(), "assumed": list(report.profile.assumed)},
+        "workload": {"context_tokens": wl.context_tokens, "prompt_tokens": wl.prompt_tokens, "batch": wl.batch,
+                     "max_new_tokens": wl.max_new_tokens, "requests": wl.requests,
+                     "attn_implementation": wl.attn_implementation},
+        "transformers": opts.transformers,
+    }

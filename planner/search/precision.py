@@ -1,0 +1,215 @@
+"""The precision policy: which precisions a model may take on a device, in what order, and why not.
+
+One place decides; the search, ``--precision`` and the hardware matrix ask here, and the memory model is never
+asked for a precision the policy refused (a refused precision comes back as a ``Rejection.PRECISION`` line with
+the reason, never as an internal error). Names:
+
+- compute precisions ``bf16`` / ``fp16`` / ``fp32``: every parameter at that width (fp16 keeps transformers'
+  ``_keep_in_fp32_modules`` in fp32);
+- on-load quantization of a plain checkpoint: ``fp8`` (fine-grained, needs compute capability >= 8.9),
+  ``int8`` (bitsandbytes LLM.int8), ``nf4`` (bitsandbytes 4-bit);
+- a pre-quantized checkpoint kept as stored: ``mxfp4`` (gpt-oss), ``fp8``, ``gptq-int4``/``gptq-int8``,
+  ``awq-int4``, ``bnb-int8``/``bnb-nf4``. MXFP4 and FP8 checkpoints load dequantized to the compute
+  precision where they cannot stay as stored.
+
+Default order: the checkpoint's own format where the device keeps it, then the compute precision (bf16, or fp16
+on GPUs without bf16), then fp8, int8, nf4. fp16 on a bf16 GPU and fp32 are taken only when asked for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vplan.planner.errors import UsageError
+from vplan.planner.hardware.gpus import GpuSpec
+from vplan.planner.memory.weights import PRECISIONS
+from vplan.planner.model import ModelSpec
+from vplan.planner.plan.contract import Quantization
+
+DTYPE_OF = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+BNB = ("int8", "nf4")
+# Quality order: a higher precision is preferred whenever it fits.
+QUALITY = {"fp32": 0, "bf16": 1, "fp16": 1, "mxfp4": 1, "fp8": 2, "int8": 3, "bnb-int8": 3, "gptq-int8": 3,
+           "gptq-int4": 4, "awq-int4": 4, "nf4": 5, "bnb-nf4": 5}
+MXFP4_MIN_CC = (7, 5)
+FP8_MIN_CC = (8, 9)
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str
+    ok: bool  # the device can hold and run the model in this precision
+    why_not: str = ""  # not ok: why; ok but not default: what unlocks it
+    default: bool = True  # the search may choose it unasked (fp16 on bf16 GPUs and fp32 only when asked)
+    considered: bool = True  # part of the usual ladder (native, compute, fp8, int8, nf4): shown when refused
+
+
+def compute_precision(gpu: GpuSpec | None) -> str:
+    """The unquantized precision a device computes in: bf16 where supported, else fp16; CPU: bf16."""
+    return "bf16" if gpu is None or gpu.bf16 else "fp16"
+
+
+def checkpoint_method(spec: ModelSpec) -> str | None:
+    return (spec.checkpoint_quant or {}).get("method")
+
+
+def native_precision(spec: ModelSpec) -> str | None:
+    """The name of the checkpoint's own stored format, or None for a plain checkpoint."""
+    q = spec.checkpoint_quant or {}
+    method = q.get("method")
+    if method in ("mxfp4", "fp8"):
+        return method
+    if method in ("gptq", "awq"):
+        return f"{method}-int{q.get('bits', 4)}"
+    if method == "bitsandbytes":
+        return "bnb-nf4" if q.get("load_in_4bit") else "bnb-int8"
+    return None
+
+
+def choices(spec: ModelSpec, gpu: GpuSpec | None, *, mxfp4_kernels: bool) -> list[PrecisionChoice]:
+    """Every precision vplan knows, for this model on this device (None: CPU), best first, each allowed or not.
+
+    ``mxfp4_kernels``: whether the nodes are known to have the MXFP4 kernels transformers needs (`kernels`
+    in its supported range and triton >= 3.4): stated by the user or found on this machine."""
+    where = gpu.name if gpu else "CPU"
+    native = native_precision(spec)
+    method = checkpoint_method(spec)
+    base = compute_precision(gpu)
+    out: list[PrecisionChoice] = []
+
+    def add(p: str, ok: bool, why: str = "", default: bool = True, considered: bool = True):
+        if all(c.precision != p for c in out):
+            out.append(PrecisionChoice(p, ok, why, default, considered))
+
+    if native:
+        ok, why = _native_ok(spec, native, gpu)
+        if ok and native == "mxfp4" and not mxfp4_kernels:
+            add(native, True, MXFP4_UNVERIFIED, default=False)
+        else:
+            add(native, ok, why)
+    prequant_fixed = method is not None and method not in ("mxfp4", "fp8")
+    requant = f"a pre-quantized ({native}) checkpoint cannot be re-quantized on load"
+    if prequant_fixed:
+        add(base, False, f"a {native} checkpoint loads only as stored (transformers does not dequantize it)")
+    else:
+        add(base, True)
+    if base == "bf16":
+        add("fp16", not prequant_fixed, requant, default=False, considered=False)
+    else:
+        add("bf16", False, f"{where} has no bf16 (compute capability "
+                           f"{'.'.join(map(str, gpu.compute_capability)) if gpu else '?'}): fp16")
+    add("fp32", not prequant_fixed, requant, default=False, considered=False)
+    if method is None:
+        add("fp8", *_fp8_ok(spec, gpu))
+        for p in BNB:
+            add(p, True)
+    else:
+        for p in ("fp8", *BNB):
+            add(p, False, requant)
+    for p in PRECISIONS:
+        if p == "mxfp4":
+            add(p, False, "only MXFP4 checkpoints (gpt-oss) load as mxfp4", considered=False)
+        elif p.startswith(("gptq", "awq", "bnb")):
+            add(p, False, f"{p} is the stored format of pre-quantized checkpoints; this one is "
+                          f"{native or 'not quantized'}", considered=False)
+    return out
+
+
+MXFP4_UNVERIFIED = ("needs `kernels` (>=0.18.2,<0.19) and triton >= 3.4 on the nodes, which vplan cannot see from "
+                    "here: pass --mxfp4-kernels (or mxfp4_kernels = true in the cluster profile) if they have them; "
+                    "without them transformers dequantizes to bf16 while loading")
+
+
+def _native_ok(spec: ModelSpec, native: str, gpu: GpuSpec | None) -> tuple[bool, str]:
+    if native == "mxfp4":
+        if gpu is None:
+            return False, "MXFP4 stays MXFP4 only on a CUDA GPU; on CPU it loads as bf16"
+        if gpu.compute_capability < MXFP4_MIN_CC:
+            return False, f"MXFP4 kernels need compute capability >= 7.5; {gpu.name} has " \
+                          f"{'.'.join(map(str, gpu.compute_capability))}: loads as bf16"
+        return True, ""
+    if native == "fp8":
+        return _fp8_ok(spec, gpu)
+    if native.startswith(("gptq", "awq")) and gpu is None:
+        return False, f"{native} kernels need a CUDA GPU"
+    return True, ""
+
+
+def _fp8_ok(spec: ModelSpec, gpu: GpuSpec | None) -> tuple[bool, str]:
+    if gpu is None or not gpu.fp8:
+        where = gpu.name if gpu else "CPU"
+        return False, f"fp8 weights need compute capability >= 8.9 (Ada/Hopper); {where} has none"
+    if any(b.expert_bias_params for b in spec.blocks):
+        return False, "transformers' FP8Experts does not support biased experts (gpt-oss): use mxfp4 or bf16"
+    return True, ""
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """What the search does with each precision on one device."""
+
+    tried: tuple[str, ...]  # eligible to be chosen, best first
+    shown: tuple[PrecisionChoice, ...]  # evaluated as alternatives only, with what unlocks them (mxfp4 unverified)
+    refused: tuple[PrecisionChoice, ...]  # of the usual ladder, what this device cannot take, with why
+
+
+def ladder(spec: ModelSpec, gpu: GpuSpec | None, *, forced: str | None, mxfp4_kernels: bool) -> Ladder:
+    """The precisions the search tries on ``gpu``; ``forced`` (--precision) must be known and possible."""
+    cs = choices(spec, gpu, mxfp4_kernels=mxfp4_kernels)
+    if forced:
+        want = forced.strip().lower()
+        if want not in PRECISIONS:
+            raise UsageError(f"--precision {forced!r} is not a precision vplan knows; use one of {', '.join(PRECISIONS)}")
+        c = next(c for c in cs if c.precision == want)
+        if not c.ok:
+            raise UsageError(f"--precision {want} is not possible for {spec.model_id} on "
+                             f"{gpu.name if gpu else 'CPU'}: {c.why_not}")
+        return Ladder((want,), (), ())
+    return Ladder(tuple(c.precision for c in cs if c.ok and c.default),
+                  tuple(c for c in cs if c.ok and not c.default and c.considered),
+                  tuple(c for c in cs if not c.ok and c.considered))
+
+
+def dtype_for(precision: str, gpu: GpuSpec | None) -> str:
+    """The compute dtype handed to from_pretrained."""
+    if precision in DTYPE_OF:
+        return DTYPE_OF[precision]
+    return DTYPE_OF[compute_precision(gpu)]
+
+
+def quantization_for(spec: ModelSpec, precision: str, *, offloaded: bool, dtype: str) -> Quantization | None:
+    """The runtime's quantization_config (method + kwargs); never the removed load_in_8bit= keyword."""
+    method = checkpoint_method(spec)
+    if precision == "int8":
+        cfg: dict = {"load_in_8bit": True}
+        if offloaded:
+            cfg["llm_int8_enable_fp32_cpu_offload"] = True
+        return Quantization("bitsandbytes", cfg)
+    if precision == "nf4":
+        cfg = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype}
+        if offloaded:
+            cfg["llm_int8_enable_fp32_cpu_offload"] = True
+        return Quantization("bitsandbytes", cfg)
+    if precision == "mxfp4":
+        return Quantization("mxfp4", {"dequantize": False})
+    if precision == "fp8":
+        if method == "fp8":
+            return None  # the checkpoint's own quantization_config is used as is
+        return Quantization("fp8", {"activation_scheme": "dynamic", "weight_block_size": [128, 128]})
+    if method in ("mxfp4", "fp8"):  # dequantized to the compute precision while loading
+        return Quantization(method, {"dequantize": True})
+    return None
+
+
+def conditions(spec: ModelSpec, precision: str) -> tuple[str, ...]:
+    """What must hold on the node for the plan to be right (shown with the plan)."""
+    out = []
+    if precision == "mxfp4":
+        out.append("MXFP4 stays MXFP4 only with CUDA CC >= 7.5, triton >= 3.4 and `kernels` (>=0.18.2,<0.19) on the "
+                   "node; otherwise transformers dequantizes to bf16 while loading (see the bf16 plan)")
+    if precision in BNB:
+        out.append("bitsandbytes must be installed on the node")
+    if precision == "fp8" and checkpoint_method(spec) != "fp8":
+        out.append("fp8 quantization on load needs a GPU with compute capability >= 8.9")
+    if precision.startswith(("gptq", "awq")):
+        out.append("gptqmodel must be installed on the node")
+    return tuple(out)
