@@ -165,7 +165,7 @@ def blocks_per_request(spec: ModelSpec, *, block_size: int, max_model_len: int, 
     return sum(one(w) for w, _ in kv_groups(spec))
 
 
-def max_concurrent_batches(pp: int, device: str = "cuda") -> int:
+def default_concurrent_batches(pp: int, device: str = "cuda") -> int:
     """config/vllm.py:577-587: async scheduling + model runner V2 (the GPU default) -> pp + 1; the CPU build
     turns async scheduling off (platforms/cpu.py:329-331) -> pp."""
     return pp if device == "cpu" else pp + 1
@@ -199,7 +199,7 @@ class KvPool:
 
 def kv_pool(spec: ModelSpec, *, tp: int, pp: int, pool_bytes_per_rank: int | list[int], block_size: int,
             max_model_len: int, kv_dtype_bytes: int, max_num_batched_tokens: int, device: str = "cuda",
-            max_concurrent_batches_: int | None = None, pp_partition: str | None = None) -> KvPool:
+            max_concurrent_batches: int | None = None, pp_partition: str | None = None) -> KvPool:
     """The KV pool vLLM builds from each worker's available bytes (one int for every worker, or a list per
     pipeline stage, or per rank with TP innermost) and its capacity line."""
     pools = [pool_bytes_per_rank] * pp if isinstance(pool_bytes_per_rank, int) else list(pool_bytes_per_rank)
@@ -208,7 +208,7 @@ def kv_pool(spec: ModelSpec, *, tp: int, pp: int, pool_bytes_per_rank: int | lis
     per = len(pools) // pp
     bpb = [kv_bytes_per_block(spec, tp=tp, pp=pp, pp_rank=s, block_size=block_size, kv_dtype_bytes=kv_dtype_bytes,
                               pp_partition=pp_partition) for s in range(pp)]
-    in_flight = (max_concurrent_batches_ or max_concurrent_batches(pp, device)) * max_num_batched_tokens
+    in_flight = (max_concurrent_batches or default_concurrent_batches(pp, device)) * max_num_batched_tokens
     bpr = blocks_per_request(spec, block_size=block_size, max_model_len=max_model_len, max_in_flight_tokens=in_flight)
     error, blocks = None, []
     for r, avail in enumerate(pools):
