@@ -2,7 +2,8 @@
 
 Top level: ``models`` (one entry per model and engine: facts, the chosen ``plan`` summary, ``alternatives``,
 ``refused`` precisions, ``suggestions``), ``cluster``, ``workload``, ``engine`` and ``comparison`` (per model checked
-with both engines: job time, GPU-hours and the faster engine). Every size is in bytes (``*_bytes``); every list of
+with both engines: job time, GPU-hours and the faster engine), ``experiment`` (per engine: summed job time and
+GPU-hours of the runnable models, and those that do not run). Every size is in bytes (``*_bytes``); every list of
 GPU figures has one entry per GPU of every node the plan uses.
 """
 from __future__ import annotations
@@ -104,4 +105,21 @@ def check_report_dict(report) -> dict:
         "transformers": opts.transformers,
         "engine": opts.engine,
         "comparison": engine_comparison(report),
+        "experiment": experiment_totals(report),
     }
+
+
+def experiment_totals(report) -> dict:
+    """Per engine: the runnable models' summed job seconds and GPU-hours for the workload, and what does not run."""
+    out: dict[str, dict] = {}
+    for r in report.results:
+        p = r.plan
+        e = out.setdefault(p.engine, {"job_seconds": 0.0, "gpu_hours": 0.0, "models": 0, "not_runnable": []})
+        if not p.fits:
+            e["not_runnable"].append(r.spec.model_id)
+            continue
+        sec = p.speed.job_seconds(p.workload.requests)
+        e["job_seconds"] = round(e["job_seconds"] + sec, 1)
+        e["gpu_hours"] = round(e["gpu_hours"] + sec * p.gpus * p.nodes / 3600, 3)
+        e["models"] += 1
+    return out

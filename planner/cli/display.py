@@ -65,8 +65,8 @@ def print_check(report, explain: bool = False) -> None:
         params = fmt_count(s.params_total) + (f" ({fmt_count(s.params_active)})" if s.params_active != s.params_total else "")
         ckpt = f"{s.checkpoint_bytes / 1e9:.1f} GB {s.checkpoint_dtype_label}"
         kvt = f"{p.kv_bytes_per_token / 1024:.0f} KiB"
-        t.add_row(s.model_id + (f" [{p.engine}]" if p.engine != "transformers" else ""), params, ckpt, kvt, _g(p.kv_cache_bytes), f"[{STATUS_STYLE[p.status]}]{p.status}[/]",
-                  (f"{p.nodes}x{p.gpus}" if p.nodes > 1 else str(p.gpus)) if p.gpus else "-", p.precision, _gpu_cell(p), _offload_cell(p), _speed_cell(p),
+        t.add_row(display_vllm.model_cell(p), params, ckpt, kvt, _g(p.kv_cache_bytes), f"[{STATUS_STYLE[p.status]}]{p.status}[/]",
+                  display_vllm.gpus_cell(p), p.precision, _gpu_cell(p), _offload_cell(p), _speed_cell(p),
                   f"{p.speed.load_seconds / 60:.0f} min" if p.speed.load_seconds >= 60 else f"{p.speed.load_seconds:.0f} s")
     con.print(t)
     for r in results:

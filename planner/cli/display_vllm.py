@@ -24,6 +24,17 @@ def shape_label(p: Plan) -> str:
     return where + f", TP {v.tensor_parallel_size}" + (f" x PP {v.pipeline_parallel_size}" if v.pipeline_parallel_size > 1 else "")
 
 
+def model_cell(p: Plan) -> str:
+    return p.model_id + (f" ({p.engine})" if p.engine != "transformers" else "")
+
+
+def gpus_cell(p: Plan) -> str:
+    """GPUs per node, with the node count when there are several: '7x2'."""
+    if not p.gpus:
+        return "-"
+    return f"{p.nodes}x{p.gpus}" if p.nodes > 1 else str(p.gpus)
+
+
 def gpu_cell(p: Plan) -> str:
     """Per-GPU GiB: every GPU when there are few, else the largest with the count."""
     gpus = p.gpu_devices
