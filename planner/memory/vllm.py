@@ -132,6 +132,13 @@ def attention_windows(spec: ModelSpec) -> list[int | None]:
 def kv_groups(spec: ModelSpec) -> list[tuple[int | None, list[int]]]:
     """KV cache groups: (window or None, layer indices). One group for a uniform model; for full + sliding,
     each kind split into groups of one size, taking layers[i::n] (kv_cache_utils.py:1362-1502)."""
+    hit = spec.memo.get("vllm_kv_groups")
+    if hit is None:
+        hit = spec.memo["vllm_kv_groups"] = _kv_groups(spec)
+    return hit
+
+
+def _kv_groups(spec: ModelSpec) -> list[tuple[int | None, list[int]]]:
     buckets: dict = {}
     for i, w in enumerate(attention_windows(spec)):
         buckets.setdefault(w, []).append(i)

@@ -82,9 +82,8 @@ def profile_peak_bytes(spec: ModelSpec, *, tp: int, pp: int, pp_rank: int, max_n
     fam = lay.family(c)
     t, h = max_num_batched_tokens, c["hidden_size"]
     layers = vm.stage_layers(spec, pp=pp, pp_rank=pp_rank)
-    widest = 0
-    for i in layers:
-        widest = max(widest, _layer_intermediate(c, fam, i, tp, t))
+    widest = max((_layer_intermediate(c, fam, i, tp, t) for i in {lay.moe_layer(c, i): i for i in layers}.values()),
+                 default=0)
     peak = 4 * t * h * act_bytes + widest * act_bytes
     if pp_rank == pp - 1:
         rows = min(t, max_num_seqs)
@@ -99,16 +98,14 @@ def _layer_intermediate(c: dict, fam: str, i: int, tp: int, t: int) -> int:
         lh = c["num_attention_heads"] // tp
         qk, v = c["qk_nope_head_dim"] + c["qk_rope_head_dim"], c["v_head_dim"]
         att = t * lh * (2 * qk + c["qk_nope_head_dim"] + v)
-        moe = lay.deepseek_moe_layer(c, i)
         inter, topk, experts = c.get("moe_intermediate_size"), c.get("num_experts_per_tok", 1), c.get("n_routed_experts")
     else:
         q, kv = lay.qkv_heads(c, tp)
         att = t * (2 * q + 2 * kv) * lay.head_dim(c)
         experts = lay.get(c, "num_local_experts", "num_experts")
-        moe = bool(experts) and (fam != "qwen3_moe" or lay._qwen3_moe_layer(c, i))
         inter = c["moe_intermediate_size"] if fam == "qwen3_moe" else c.get("intermediate_size")
         topk = lay.get(c, "num_experts_per_tok", "experts_per_token", default=1)
-    if moe:  # fused_moe: intermediate caches [t, topk, 2I], [t*topk, I], [t, topk, H] + fp32 router logits
+    if lay.moe_layer(c, i):  # fused_moe: intermediate caches [t, topk, 2I], [t*topk, I], [t, topk, H] + fp32 router logits
         ip = inter // tp
         return max(att, t * topk * (3 * ip + c["hidden_size"]) + 2 * t * experts)
     return max(att, t * 3 * (c["intermediate_size"] // tp))

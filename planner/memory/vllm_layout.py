@@ -220,10 +220,13 @@ def rank_breakdown(c: dict, *, tp: int, pp: int, pp_rank: int, layout: Layout, t
             out["lm_head"] = emb
     layers = stage_layers(L, pp, pp_rank, pp_partition)
     ck = (c.get("quantization_config") or {}).get("quant_method")
+    kinds: dict[bool, dict[str, int]] = {}  # decoder layers differ only in dense vs MoE MLP
     for i in layers:
-        parts = _deepseek_layer(c, i, tp, layout, expert_parallel, tp_rank) if fam in DEEPSEEK else \
-            _layer(c, fam, i, tp, layout, expert_parallel, tp_rank, mxfp4_ckpt=ck == "mxfp4")
-        for k, v in parts.items():
+        moe = moe_layer(c, i)
+        if moe not in kinds:
+            kinds[moe] = _deepseek_layer(c, i, tp, layout, expert_parallel, tp_rank) if fam in DEEPSEEK else \
+                _layer(c, fam, i, tp, layout, expert_parallel, tp_rank, mxfp4_ckpt=ck == "mxfp4")
+        for k, v in kinds[moe].items():
             out[k] = out.get(k, 0) + v
     if len(layers):
         out["rotary_cache"] = _rope_bytes(c, fam, head_dim(c) if fam not in DEEPSEEK else 0, a)
@@ -278,6 +281,16 @@ def _qwen3_moe_layer(c: dict, i: int) -> bool:
     """qwen3_moe.py:387-392."""
     return (i not in (c.get("mlp_only_layers") or []) and (get(c, "num_experts") or 0) > 0
             and (i + 1) % (c.get("decoder_sparse_step") or 1) == 0)
+
+
+def moe_layer(c: dict, i: int) -> bool:
+    """Whether decoder layer i has routed experts (the only difference between layers of one model here)."""
+    fam = family(c)
+    if fam in DEEPSEEK:
+        return deepseek_moe_layer(c, i)
+    if fam == "qwen3_moe":
+        return _qwen3_moe_layer(c, i)
+    return fam in ("mixtral", "gpt_oss")
 
 
 def deepseek_moe_layer(c: dict, i: int) -> bool:

@@ -51,9 +51,9 @@ def shapes(spec: ModelSpec, gpus_per_node: int, max_nodes: int) -> list[Shape]:
     out = []
     for g in range(1, gpus_per_node + 1):
         out += [Shape(t, g // t, 1, g) for t in tps if g % t == 0 and g // t <= layers]
-    for n in range(2, max_nodes + 1):
+    for n in range(2, max_nodes + 1):  # beyond a few nodes only TP = the node's GPUs (one stage per node)
         out += [Shape(t, n * gpus_per_node // t, n, gpus_per_node) for t in tps
-                if gpus_per_node % t == 0 and n * gpus_per_node // t <= layers]
+                if gpus_per_node % t == 0 and n * gpus_per_node // t <= layers and (n <= 8 or t == tps[-1])]
     return out
 
 
@@ -192,8 +192,8 @@ def search_vllm(spec: ModelSpec, profile: ClusterProfile, opts) -> CheckResult:
     limit, settled = part.nodes * gpn, False
     for prec in lad.tried:
         for count in sorted({s.world for s in all_shapes}):
-            if count > limit and settled:
-                break  # a better precision runs here: the rest are alternatives within the partition
+            if count > limit and (settled or any(c.gpus * c.nodes < count for c in best.values())):
+                break  # a better precision runs here, or runs on fewer GPUs beyond the partition
             group = [build_candidate(spec, profile, part, prec, s, opts) for s in all_shapes if s.world == count]
             fitting = [c for c in group if c.status == "fits"]
             if fitting:
