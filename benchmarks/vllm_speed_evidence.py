@@ -63,8 +63,9 @@ def _metric(row) -> tuple[str, float] | None:
     return None
 
 
-def predict_vllm(row: dict) -> dict:
-    """{"metric", "published", "predicted", "ratio"} or {"skipped": why} for one evidence row of engine "vllm"."""
+def plan_for_row(row: dict):
+    """The vLLM plan of the setup a row measured (TP = its GPUs, its precision, lengths and concurrency), or the
+    reason it cannot be planned here (a string)."""
     from vplan.planner.api import CheckOptions, check_engines
     from vplan.planner.hardware.cluster import profile_for_gpu
     from vplan.planner.plan.contract import Workload
@@ -74,12 +75,11 @@ def predict_vllm(row: dict) -> dict:
     model, gpu = _model(row), GPUS.get(row.get("gpu", ""))
     prec = PRECISIONS.get(str(row.get("precision")))
     prompt, new = _tokens(row.get("prompt_tokens")), _tokens(row.get("generated_tokens"))
-    metric = _metric(row)
     why = ("model has no offline spec" if model is None else "GPU not in the catalog or ambiguous" if gpu is None
            else "precision not modelled here" if prec is None else "lengths not stated" if not (prompt and new)
-           else "no metric this predictor covers" if metric is None else None)
+           else None)
     if why:
-        return {"skipped": why}
+        return why
     n = int(row.get("num_gpus") or 1)
     fixed = row.get("batch_size") or (row["concurrency"] if isinstance(row.get("concurrency"), (int, float)) else None)
     cap = re.search(r"max-num-seqs ([0-9]+)", str(row.get("concurrency") or ""))
@@ -92,13 +92,42 @@ def predict_vllm(row: dict) -> dict:
     opts = CheckOptions(offline=True, suggest=False, search=SearchOptions(workload=wl, engine="vllm", precision=prec))
     spec = check_engines(model, profile, opts)[0].spec
     plan = search.build_candidate(spec, profile, profile.partition(), prec, search.Shape(n, 1, 1, n), opts.search)
-    if plan.status != "fits":
-        return {"skipped": f"vplan's plan does not fit: {plan.reason}"}
+    return plan if plan.status == "fits" else f"vplan's plan does not fit: {plan.reason}"
+
+
+def predict_vllm(row: dict) -> dict:
+    """{"metric", "published", "predicted", "ratio", ...} or {"skipped": why} for one evidence row of engine "vllm":
+    ms per decode step at a fixed batch, else a serving run's output tokens/s."""
+    metric = _metric(row)
+    plan = plan_for_row(row) if metric else "no metric this predictor covers"
+    if isinstance(plan, str):
+        return {"skipped": plan}
     key, published = metric
     # decode_tokens_per_s is one sequence's rate at the job's concurrency; throughput is the job's output tokens/s
     predicted = 1e3 / plan.speed.decode_tokens_per_s if key == "derived_ms_per_step" else plan.speed.throughput_tokens_per_s
     return {"metric": key, "published": published, "predicted": round(predicted, 3), "ratio": round(predicted / published, 3),
-            "model": model, "gpu": gpu, "gpus": n, "precision": prec}
+            "model": plan.model_id, "gpu": plan.gpu_type, "gpus": plan.gpus, "precision": plan.precision}
+
+
+HARNESS_DECODE_KEYS = ("tpot_ms_median", "tpot_ms_mean", "itl_fit_intercept_ms", "derived_ms_per_step")
+HARNESS_RUN_KEYS = ("output_tokens_per_s_aggregate",)
+
+
+def harness_prediction(row: dict) -> dict | None:
+    """For the speed-evidence harness (benchmarks/speed_evidence.py, ``register("vllm", ...)``): the fields of its
+    ``Prediction`` (tokens_per_s, status, detail) in the metric its ``measured_vllm`` reads -- one sequence's
+    decode tokens/s when the row has a TPOT, an ITL intercept or ms per step, else the run's output tokens/s."""
+    decode = any(isinstance(row.get(k), (int, float)) and row[k] > 0 for k in HARNESS_DECODE_KEYS)
+    if not decode and not any(isinstance(row.get(k), (int, float)) for k in HARNESS_RUN_KEYS):
+        return None
+    plan = plan_for_row(row)
+    if isinstance(plan, str):
+        return None
+    v = plan.vllm
+    value = plan.speed.decode_tokens_per_s if decode else plan.speed.throughput_tokens_per_s
+    return {"tokens_per_s": value, "status": plan.status,
+            "detail": {"engine": "vllm", "tp": v.tensor_parallel_size, "precision": plan.precision,
+                       "kv_cache_tokens": v.kv_cache_tokens, "max_num_seqs": v.max_num_seqs}}
 
 
 def main() -> None:
@@ -126,6 +155,30 @@ def main() -> None:
             lines.append(f"| {r['id']} | {x['model']} | {x['gpus']} x {x['gpu']} | {x['precision']} | "
                          f"{_tokens(r['prompt_tokens']):.0f}/{_tokens(r['generated_tokens']):.0f} | {n} | "
                          f"{x['published']:g} | {x['predicted']:g} | {x['ratio']:.2f} | {r.get('engine_version')} |")
+        lines.append("")
+    tpot = []
+    for r in rows:
+        key = next((k for k in ("tpot_ms_median", "tpot_ms_mean") if isinstance(r.get(k), (int, float))), None)
+        h = harness_prediction(r) if key else None
+        if h:
+            tpot.append((r, key, h["tokens_per_s"] / (1e3 / r[key])))
+    if tpot:
+        ratios = sorted(x for _, _, x in tpot)
+        light = [x for r, _, x in tpot if isinstance(r.get("concurrency"), (int, float))]
+        lines += ["## Per-sequence decode against the published TPOT (the speed harness's headline metric)", "",
+                  f"{len(tpot)} rows; ratio median {statistics.median(ratios):.2f}, min {ratios[0]:.2f}, max "
+                  f"{ratios[-1]:.2f}; at a stated low concurrency (1-8) {len(light)} rows, median "
+                  f"{statistics.median(light) if light else float('nan'):.2f}. vplan's per-sequence rate includes the "
+                  "other sequences' prefills scheduled between a sequence's steps, spread over its new tokens; with "
+                  "4 new tokens per request and 1000 prompts at once that spreads a whole queue of prefills over 3 "
+                  "intervals, far more than a published TPOT shows (the low ratios).", "",
+                  "| row | model | GPUs | prompt/new | load | published TPOT ms | vplan ms | ratio (tokens/s) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r, key, x in tpot:
+            n = r.get("batch_size") or r.get("concurrency") or r.get("num_prompts")
+            lines.append(f"| {r['id']} | {_model(r)} | {r.get('num_gpus')} x {GPUS.get(r['gpu'])} | "
+                         f"{_tokens(r['prompt_tokens']):.0f}/{_tokens(r['generated_tokens']):.0f} | {n} | {r[key]:g} | "
+                         f"{r[key] / x:.1f} | {x:.2f} |")
         lines.append("")
     reasons: dict[str, int] = {}
     for _, x in skipped:

@@ -119,15 +119,19 @@ def prefill_s_per_token(s: VllmSpeedInputs) -> float:
 
 def estimate(s: VllmSpeedInputs) -> Speed:
     lat = token_latency_s(s, s.concurrency)
-    decode = 1.0 / lat
     per_token_prefill = prefill_s_per_token(s)
     seconds_per_request = s.prompt_tokens * per_token_prefill + s.new_tokens * lat / s.concurrency
+    # what one sequence sees: its decode steps, and the prefills of the other sequences the scheduler puts
+    # between them while it generates (continuous batching, chunked prefill)
+    interleaved = (s.concurrency - 1) * s.prompt_tokens * per_token_prefill / s.new_tokens
+    decode = 1.0 / (lat + interleaved)
     load = s.checkpoint_bytes / s.nodes / s.storage_bytes_per_s + ENGINE_START_S
     notes = [
         f"vLLM decode: weights + KV read per step at {HBM_EFFICIENCY:.0%} of {s.gpu.hbm_bytes_per_s / 1e9:.0f} GB/s HBM"
         f", {STEP_OVERHEAD_S * 1e3:.1f} ms per step (scheduler, sampler; CUDA graphs"
         + (" off: +0.1 ms per layer" if s.enforce_eager else "") + ")",
-        f"concurrency {s.concurrency}: sequences decoded together (min of the job's requests, max_num_seqs, the KV pool)",
+        f"concurrency {s.concurrency}: sequences decoded together (min of the job's requests, max_num_seqs, the KV pool);"
+        " per-sequence decode includes the other sequences' prefills scheduled between its steps",
         f"prefill at {PREFILL_MFU:.0%} of {s.gpu.bf16_tflops:.0f} dense bf16 TFLOP/s per GPU",
         f"load: checkpoint over {s.nodes} node(s) at {s.storage_bytes_per_s / 1e9:.1f} GB/s each + {ENGINE_START_S:.0f} s "
         "engine start (torch.compile, CUDA graphs)",
