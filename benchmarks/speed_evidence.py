@@ -156,7 +156,8 @@ def classify(row: dict) -> tuple[Setup | None, str]:
     reason = ""
     ver = bnb_version(row)
     if "int8" in row["precision"] and (ver is None or ver < (0, 45)):
-        reason = (f"LLM.int8 with bitsandbytes {(row.get('library_versions') or {}).get('bitsandbytes', 'unstated')}: "
+        used = ver and (row.get("library_versions") or {}).get("bitsandbytes")
+        reason = (f"LLM.int8 with bitsandbytes {used or 'of 2022-2023 (release unstated)'}: "
                   "0.45 rewrote the int8 matmul (its own table: 0.44.1 is 1.6-1.8x slower, E0033/E0034, E0035/E0036) "
                   "and vplan's int8 plans require bitsandbytes >= 0.45")
     elif (kernel := row.get("precision_detail", "").rpartition("kernel=")[2]) in GPTQ_NOT_SELECTED:
@@ -231,8 +232,9 @@ def evaluate(rows: list[dict]) -> dict:
 
 
 def _record(row: dict, m, p: Prediction | None, reason: str, setup: Setup | None) -> dict:
+    load = row.get("batch_size") or row.get("concurrency") or (f"{row['num_prompts']:g} prompts" if row.get("num_prompts") else None)
     rec = {"id": row["id"], "engine": row["engine"], "gpu": row["gpu"], "num_gpus": row.get("num_gpus"),
-           "model": row["model_id"], "precision": row["precision"], "batch": row.get("batch_size") or row.get("concurrency"),
+           "model": row["model_id"], "precision": row["precision"], "batch": load,
            "prompt_tokens": row.get("prompt_tokens"), "new_tokens": row.get("generated_tokens"),
            "source": _source(row), "quality": row.get("quality")}
     if setup is not None:
@@ -245,6 +247,8 @@ def _record(row: dict, m, p: Prediction | None, reason: str, setup: Setup | None
             rec["ratio"] = round(p.tokens_per_s / m[1], 3)
     if reason:
         rec["reason"] = reason
+        rec["exclusion"] = ("other engine" if row["engine"] not in (TRANSFORMERS, "vllm") else
+                            "other software" if setup is not None else "cannot plan")
     return rec
 
 

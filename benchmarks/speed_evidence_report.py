@@ -31,6 +31,9 @@ def markdown(res: dict, bound: float) -> str:
     ratios = [r["ratio"] for r in inc if "ratio" in r]
     worst = max(ratios + [1 / x for x in ratios], default=None)
     n_in = sum(1 for r in inc if "ratio" in r and 1 / bound <= r["ratio"] <= bound)
+    kinds: dict[str, int] = {}
+    for r in exc:
+        kinds[r["exclusion"]] = kinds.get(r["exclusion"], 0) + 1
     head = ["# Speed evidence: vplan's plans against published transformers generate() measurements", "",
             f"Regenerate with {HOW} (the evidence: benchmarks/evidence/, README there). ratio = vplan tokens/s / "
             "measured tokens/s (above 1: vplan too fast). Metrics: decode = one sequence's tokens/s in the decode loop; "
@@ -38,7 +41,10 @@ def markdown(res: dict, bound: float) -> str:
             "generate(max_new_tokens=1). Every prediction is the real planner's plan for that GPU, model, precision, "
             "batch and lengths.", "",
             f"**{len(inc)} transformers rows included, {n_in} within {bound}x; worst factor {_f(worst)}.** "
-            f"{len(exc)} rows excluded (reasons below), {len(vll)} vLLM rows listed for the vLLM predictor.", "",
+            f"Excluded (reasons below): {kinds.get('cannot plan', 0)} transformers rows vplan cannot plan (architecture, "
+            f"precision or GPU unknown, or misread), {kinds.get('other software', 0)} that ran software a vplan plan does "
+            f"not run (shown with their ratios), {kinds.get('other engine', 0)} rows of another engine. "
+            f"{len(vll)} vLLM rows are listed for the vLLM predictor.", "",
             "## Summary per GPU x precision (included rows)", "",
             "| GPU | evidence precision | rows | min ratio | max ratio | worst row |", "|---|---|---|---|---|---|"]
     head += [f"| {s['gpu']} | {s['precision']} | {s['rows']} | {_f(s['min_ratio'])} | {_f(s['max_ratio'])} | {s['worst_id']} |"
