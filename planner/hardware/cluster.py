@@ -22,7 +22,10 @@ from vplan.planner.units import GB, GB_S, parse_size_bytes
 #   10 GB/s, about what pageable host-to-GPU copies sustain.
 STORAGE_BYTES_PER_S = {"network": int(0.5 * GB_S), "nvme": 5 * GB_S, "page-cache": 10 * GB_S}
 DEFAULT_STORAGE = "network"
-DEFAULT_SCRATCH_BYTES_PER_S = 2 * GB_S  # node-local NVMe, reading an offload folder
+# Reading an offload folder on node-local disk every step: accelerate's disk offload of OPT-30B and GPT-NeoX-20B
+# (fp32, 2 x Titan RTX) decodes at 33.9 and 10.72 s/token with ~55 and ~15 GB on disk besides ~24 GB on the CPU:
+# 1.8-2.2 GB/s once the CPU part's host-link time is taken out (benchmarks/evidence rows E0238, E0235).
+DEFAULT_SCRATCH_BYTES_PER_S = 2 * GB_S
 MAX_GPUS_PER_NODE = 16
 
 

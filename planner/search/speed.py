@@ -62,7 +62,8 @@ DEQUANT_BYTES_PER_PARAM = 3
 # Llama-3.1-70B 234.8 ms (E0111), T4 Qwen2.5-3B 96.0 ms (E0011); the RTX 4090 does better (E0038: predicted
 # 1.25x slow).
 # Weights and KV over HBM/GDDR: RTX 4090 Llama-3.1-8B bf16 21.1 ms for 15.0 GB read (E0028: 0.70 of 1008 GB/s);
-# A10G/A10 0.60-0.64 (E0459, E0464, E0477); vLLM on H100 ~0.75 (NOTES, vLLM blog row).
+# A10G/A10 0.60-0.64 (E0459, E0464, E0477); vLLM's CUDA-graph decode of Llama-3.1-8B on an H100 reads 16 GB in
+# 6.44 ms (E0582: 0.75 of 3350 GB/s).
 HBM_EFFICIENCY = 0.7
 # The KV cache costs each decode step about this many passes over its bytes (cache torch.cat, repeat_kv and
 # masked sdpa in the measured transformers): A100 Llama-2-13B fp16 at batch 16 decodes in 40.24 ms against
