@@ -188,6 +188,23 @@ def predict_transformers(row: dict) -> Prediction | None:
 register(TRANSFORMERS, predict_transformers)
 
 
+def predict_vllm(row: dict) -> Prediction | None:
+    """vLLM rows: the vLLM plan of the row's setup (benchmarks/vllm_speed_evidence.py, harness_prediction)."""
+    import importlib.util
+
+    name = "vllm_speed_evidence"
+    mod = sys.modules.get(name)
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+        mod = sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    d = mod.harness_prediction(row)
+    return Prediction(**d) if d else None
+
+
+register("vllm", predict_vllm)
+
+
 def measured(row: dict) -> tuple[str, float] | None:
     """(metric, tokens/s) as published: per sequence for decode/generate, all prompt tokens for prefill."""
     metric = metric_of(row)

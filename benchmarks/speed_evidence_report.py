@@ -61,8 +61,10 @@ def markdown(res: dict, bound: float) -> str:
     body += ["", cols.replace("| source |", "| why excluded | source |"), "|" + "---|" * 12] + [_row(r, True) for r in exc]
     body += ["", "## vLLM rows", "",
              "Predictions come from the engine's predictor: `speed_evidence.register(\"vllm\", fn)` with "
-             "`fn(row) -> Prediction(tokens_per_s, status)` for the metric of `measured_vllm(row)`. None is registered "
-             "yet: the rows are listed with what they measured.", "",
+             "`fn(row) -> Prediction(tokens_per_s, status)` for the metric of `measured_vllm(row)`, registered from "
+             "benchmarks/vllm_speed_evidence.py (rows whose model, GPU, precision or lengths it cannot plan have no "
+             "prediction). Per-sequence decode under a flood of prompts is where it is weakest; the job's output tokens/s "
+             "and the fixed-batch steps are compared in benchmarks/results/vllm_speed_evidence.md.", "",
              "| id | GPU | GPUs | model | precision | concurrency | metric | measured | vplan | ratio | source |",
              "|" + "---|" * 11]
     for r in vll:
