@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from vplan.planner.hardware.cluster import ClusterProfile, Partition
 from vplan.planner.memory import activations, host as hostmod, kv, overhead, weights
 from vplan.planner.model import ModelSpec
+from vplan.planner.model.behaviours import behaviour, version_of_requirement, version_text
 from vplan.planner.plan.contract import ClusterShape, DeviceBudget, Plan, Rejection, Requirement
 from vplan.planner.search import precision as policy
 from vplan.planner.search.placement import Placement, PlacementItem, place
@@ -75,8 +76,10 @@ def requirements(precision: str, transformers_spec: str) -> dict[str, Requiremen
     if precision in policy.BNB or precision.startswith("bnb"):
         req["bitsandbytes"] = Requirement(">=0.45", f"{precision} weights")
     if precision == "mxfp4":
-        req["kernels"] = Requirement(">=0.18.2,<0.19", "MXFP4 kept on the GPU")
-        req["triton"] = Requirement(">=3.4", "MXFP4 kept on the GPU")
+        mx = behaviour("mxfp4_requirements", version_of_requirement(transformers_spec))
+        req["kernels"] = Requirement(f">={version_text(mx['kernels'][0])},<{version_text(mx['kernels'][1])}",
+                                     "MXFP4 kept on the GPU")
+        req["triton"] = Requirement(f">={version_text(mx['triton_min'])}", "MXFP4 kept on the GPU")
     if precision.startswith(("gptq", "awq")):
         req["gptqmodel"] = Requirement(">=2.0", f"{precision} checkpoint")
     return req
