@@ -142,8 +142,11 @@ def write_md(rows: list[dict]) -> None:
     versions = sorted({r["transformers"] for r in rows})
     lines += ["", f"Simulated with transformers {', '.join(versions)}; each row is predicted for its own version.",
               "Rows named `fixture:NAME` use tests/fixtures/configs/NAME.json: gemma shapes written from the public "
-              "config.json files (not in the bundled catalog). gemma2 and gpt-oss have no sdpa path in transformers "
-              "5: eager only."]
+              "config.json files (not in the bundled catalog), and the multimodal configs benchmarks/"
+              "multimodal_fixtures.py writes from transformers' own config classes (`<family>-default`: the class "
+              "defaults; the others: published layouts through the same classes), planned from config.json alone "
+              "and simulated as the runtime loads them (the whole model, or Llama 4's text model). gemma2 and gpt-oss "
+              "have no sdpa path in transformers 5: eager only."]
     lines += ["", "Not swept: " + "; ".join(f"{k} ({v})" for k, v in SKIP.items()) + "."]
     (OUT / "accuracy.md").write_text("\n".join(lines) + "\n")
 

@@ -1,6 +1,6 @@
 """Activation peak of ``generate()`` (bytes beyond weights and KV cache), analytic. Pure Python.
 
-Closed forms read off the simulator (runtime/simulate.py: transformers 5.23 ``generate()`` on fake CUDA
+Closed forms read off the simulator (runtime/sim/simulate.py: transformers ``generate()`` on fake CUDA
 tensors, SDPA routed as on an H100), which they are held to by benchmarks/accuracy.py and tests/sim.
 B batch, P prompt tokens, h hidden, I intermediate, H heads, hd head_dim, d dtype bytes:
 
@@ -20,7 +20,12 @@ B batch, P prompt tokens, h hidden, I intermediate, H heads, hd head_dim, d dtyp
   d·B·P²; sdpa B·P² bool, when P >= sliding_window, converted to an additive d·B·P² mask inside the
   sliding layers' SDPA); gemma3 holds two rotary tables (global, local).
   repeat_kv of a single KV head is a view (no K/V copies).
+- with a sliding-window mask, SDPA gets repeat_kv'd K and V: copies under GQA (1 < kv_heads < heads).
+- Llama 4: see :func:`_llama4` (dense bmm over every expert, bf16 eager softmax, chunked-attention masks).
 - last-token logits (generate passes logits_to_keep=1): B·V·(d + 4) (bf16 and the fp32 copy).
+- multimodal configs: the text model's terms (``spec.text_arch``); a text-only generate() never calls the vision
+  tower or projector (they cost their weights only), and the simulated peaks of gemma3, mistral3, qwen2_5_vl and
+  qwen3_vl equal their text models' (benchmarks/results/accuracy.json).
 """
 from __future__ import annotations
 

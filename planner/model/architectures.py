@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from vplan.planner.source.checkpoint import CheckpointSummary
 from vplan.planner.errors import MalformedConfigError, UnsupportedModelError
-from vplan.planner.model.multimodal import FAMILIES as MULTIMODAL, loaded_checkpoint, resolve as resolve_multimodal, vision_blocks
+from vplan.planner.model.multimodal import FAMILIES as MULTIMODAL, loaded_checkpoint, vision_blocks
+from vplan.planner.model.multimodal import resolve as resolve_multimodal
 from vplan.planner.model.behaviours import DEFAULT_TRANSFORMERS, behaviour, normalize_version
 from vplan.planner.model.spec import AttentionLayer, Block, MoeSpec, ModelSpec
 
@@ -96,7 +97,7 @@ def build_spec(model_id: str, revision: str | None, source: str, config: dict,
         return _text_spec(model_id, revision, source, config, loaded_checkpoint(mt, checkpoint), quant,
                           dtype, notes, transformers, arch=mt, layout=comp.text_layout, c=comp.text,
                           prefix=comp.text_prefix, tied=comp.tied, head=vision_blocks(comp),
-                          more_notes=comp.notes)
+                          warnings=comp.notes)
     if mt not in SUPPORTED or mt == "llama4_text":
         raise UnsupportedModelError(
             f"{model_id}: architecture {mt!r} is not modelled by vplan: its KV cache and activations cannot be derived, "
@@ -104,13 +105,13 @@ def build_spec(model_id: str, revision: str | None, source: str, config: dict,
             "; open an issue with the config")
     return _text_spec(model_id, revision, source, config, checkpoint, quant, dtype, notes, transformers, arch=mt,
                       layout=mt, c=c, prefix="model", tied=bool(c.get("tie_word_embeddings", mt in TIED_DEFAULT)),
-                      head=[], more_notes=())
+                      head=[], warnings=())
 
 
 def _text_spec(model_id, revision, source, config, checkpoint, quant, dtype, notes, transformers, *, arch, layout,
-               c, prefix, tied, head, more_notes) -> ModelSpec:
+               c, prefix, tied, head, warnings) -> ModelSpec:
     """The spec of a text model of layout ``layout`` (config ``c``) whose blocks live under ``prefix``; ``head``:
-    blocks ahead of it in the loaded class (a vision tower and projector)."""
+    blocks ahead of it in the loaded class (a vision tower and projector); ``warnings``: what the plan assumes."""
     mt = layout
     h = _req(c, "hidden_size", model_id)
     L = _req(c, "num_hidden_layers", model_id)
@@ -135,8 +136,9 @@ def _text_spec(model_id, revision, source, config, checkpoint, quant, dtype, not
         model_id=model_id, revision=revision, source=source, architecture=arch, hidden_size=h, num_layers=L,
         num_heads=H, num_kv_heads=KVH, head_dim=hd, intermediate_size=I, vocab_size=V, tie_word_embeddings=tied,
         max_position_embeddings=c.get("max_position_embeddings"), config_dtype=dtype, blocks=tuple(blocks),
-        attention=attn, moe=moe, checkpoint=checkpoint, checkpoint_quant=quant, warnings=(), notes=tuple(notes) + tuple(more_notes), config=config, transformers=transformers,
-        text_architecture=mt, text_config=c, text_prefix=prefix,
+        attention=attn, moe=moe, checkpoint=checkpoint, checkpoint_quant=quant, warnings=tuple(warnings),
+        notes=tuple(notes), config=config, transformers=transformers, text_architecture=mt, text_config=c,
+        text_prefix=prefix,
     )
 
 

@@ -174,6 +174,16 @@ BEHAVIOURS: dict[str, Behaviour] = {b.id: b for b in (
         "bool = True` although Mistral 3 checkpoints store lm_head.weight",
         "model/multimodal.py loaded_tie (planner and simulator)"),
     Behaviour(
+        "text_tie_forwarded",
+        "multimodal families whose config sets the top-level tie_word_embeddings when text_config ties (the others "
+        "read only the top-level flag, so a tie stated in text_config alone leaves lm_head untied)",
+        _same(("qwen2_5_vl",)),
+        "models/qwen2_5_vl/configuration_qwen2_5_vl.py Qwen2_5_VLConfig.__post_init__ `if not "
+        "self.tie_word_embeddings and getattr(self.text_config, \"tie_word_embeddings\", False): "
+        "self.tie_word_embeddings = True`; Gemma3Config, Mistral3Config, Qwen3VLConfig have no such line (Llama 4 "
+        "loads its text model, which reads text_config's own flag)",
+        "model/multimodal.py loaded_tie"),
+    Behaviour(
         "config_defaults",
         "defaults of the config keys the planner reads, per config class, composite family and missing sub-config "
         "(model/defaults.py)",

@@ -72,6 +72,13 @@ def resolve(model_id: str, config: dict, checkpoint: CheckpointSummary | None, t
     vis = _sub(model_id, family, "vision_config", config.get("vision_config"), defaults) if loads == "whole" else {}
     _derive(model_id, text, transformers)
     tied, notes = loaded_tie(config, _lm_head_stored(family, checkpoint), transformers, text=text, top=top)
+    if loads == "whole":
+        notes += (f"{family}: planned for text prompts; the vision tower and projector are loaded (weights counted) "
+                  "but run only on images, whose soft tokens add to the prompt and whose tower activations at "
+                  "prefill vplan does not size",)
+    else:
+        notes += (f"{family}: AutoModelForCausalLM loads the text model only (vision weights in the checkpoint are "
+                  "not loaded): text prompts only",)
     return Composite(family, text, TEXT_LAYOUT[text["model_type"]], vis, top, loads, LAYOUT[family]["text"], tied,
                      notes)
 
@@ -158,13 +165,11 @@ def loaded_tie(config: dict, lm_head_stored: bool | None, transformers: str, *, 
     if behaviour("causal_lm_multimodal", transformers)[family] == "text":
         flag = bool(text.get("tie_word_embeddings"))  # the text model is itself the loaded PreTrainedModel
     else:
-        flag = bool(top["tie_word_embeddings"])
-        if family == "qwen2_5_vl" and text.get("tie_word_embeddings"):  # Qwen2_5_VLConfig forwards the text flag
-            flag = True
-    assert behaviour("lm_head_tied_only_if_not_stored", transformers)
+        flag = bool(top["tie_word_embeddings"]) or (
+            family in behaviour("text_tie_forwarded", transformers) and bool(text.get("tie_word_embeddings")))
     if not flag:
         return False, ()
-    if lm_head_stored is not None:
+    if lm_head_stored is not None and behaviour("lm_head_tied_only_if_not_stored", transformers):
         return not lm_head_stored, ()
     if family in TIE_DEFAULT_NOT_TRUSTED and "tie_word_embeddings" not in config:
         return False, (f"{family}: lm_head counted untied: the config class defaults tie_word_embeddings to true, but "

@@ -48,14 +48,14 @@ def tables(spec: ModelSpec, precision: str, wl) -> Tables:
 
 
 def _items(spec: ModelSpec, t: Tables, n_gpus: int) -> list[PlacementItem]:
-    tied_head = spec.tie_word_embeddings and "model.embed_tokens" in t.w_gpu
+    tied_head = spec.tie_word_embeddings and spec.embed_block in t.w_gpu
     return [PlacementItem(
         name=b.name,
         gpu_bytes=t.w_gpu[b.name] + t.kv.get(b.name, 0),
         cpu_bytes=t.w_cpu[b.name] + (t.kv.get(b.name, 0) if n_gpus == 0 else 0),
         disk_bytes=t.w_cpu[b.name] if t.writes_offload_folder else 0,
         kv_bytes=t.kv.get(b.name, 0),
-        follows="model.embed_tokens" if (tied_head and b.name == "lm_head") else None,
+        follows=spec.embed_block if (tied_head and b.name == "lm_head") else None,
     ) for b in spec.blocks]
 
 

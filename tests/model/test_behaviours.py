@@ -262,6 +262,15 @@ def check_lm_head_tied_only_if_not_stored(tmp_path_factory=None):
         assert tied == (not stored_untied) and value("lm_head_tied_only_if_not_stored")
 
 
+def check_text_tie_forwarded():
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    text = {"gemma3": {}, "mistral3": {"model_type": "mistral"}, "qwen2_5_vl": {}, "qwen3_vl": {}}
+    for family, t in text.items():
+        conf = CONFIG_MAPPING[family](text_config={**t, "tie_word_embeddings": True}, tie_word_embeddings=False)
+        assert conf.tie_word_embeddings == (family in value("text_tie_forwarded")), family
+
+
 def check_config_defaults():
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 

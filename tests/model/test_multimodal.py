@@ -154,7 +154,8 @@ def test_the_tie_follows_from_pretrained():
     assert loaded_tie(VARIANTS["qwen3-vl-tied-only-in-text"], None, "5.24")[0] is False
     assert loaded_tie(VARIANTS["qwen2.5-vl-nested-text-tied"], None, "5.24")[0] is True
     spec = spec_of("m", mistral)
-    assert not spec.tie_word_embeddings and any("lm_head counted untied" in n for n in spec.notes)
+    assert not spec.tie_word_embeddings and any("lm_head counted untied" in w for w in spec.warnings)
+    assert any("planned for text prompts" in w for w in spec.warnings)
 
 
 def test_checkpoint_names_map_onto_the_loaded_blocks():
