@@ -22,8 +22,13 @@ SUPPORTED = DENSE | MOE
 MODELLED_TEXT = ", ".join(sorted((SUPPORTED - {"llama4_text"}) | set(MULTIMODAL)))
 QK_NORM = {"qwen3", "qwen3_moe", "gemma3_text"}
 FOUR_NORMS = {"gemma2", "gemma3_text"}
-TIED_DEFAULT = {"gemma", "gemma2", "gemma3_text"}
+SCALED_EMBEDDING = {"gemma", "gemma2", "gemma3_text"}  # ScaledWordEmbedding with an embed_scale buffer
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "half": "fp16", "float": "fp32"}
+
+
+def _class_default(mt: str, key: str, transformers: str):
+    """The config class's default for ``key`` (behaviour config_defaults), for a config.json that leaves it out."""
+    return behaviour("config_defaults", transformers)["class"][mt][key]
 
 
 def _req(c: dict, key: str, model_id: str):
@@ -104,7 +109,8 @@ def build_spec(model_id: str, revision: str | None, source: str, config: dict,
             f"so no plan could be trusted to fit. Modelled: {MODELLED_TEXT}"
             "; open an issue with the config")
     return _text_spec(model_id, revision, source, config, checkpoint, quant, dtype, notes, transformers, arch=mt,
-                      layout=mt, c=c, prefix="model", tied=bool(c.get("tie_word_embeddings", mt in TIED_DEFAULT)),
+                      layout=mt, c=c, prefix="model",
+                      tied=bool(c.get("tie_word_embeddings", _class_default(mt, "tie_word_embeddings", transformers))),
                       head=[], warnings=())
 
 
@@ -121,9 +127,9 @@ def _text_spec(model_id, revision, source, config, checkpoint, quant, dtype, not
     V = _req(c, "vocab_size", model_id)
     I = c.get("intermediate_size") or 0
 
-    moe = _moe_spec(mt, c, L)
+    moe = _moe_spec(mt, c, L, model_id, transformers)
     fp16_fp32 = behaviour("keep_in_fp32_if_fp16", transformers).get(mt, ())
-    scaled_emb = 1 if mt in TIED_DEFAULT else 0  # gemma's ScaledWordEmbedding.embed_scale buffer
+    scaled_emb = 1 if mt in SCALED_EMBEDDING else 0  # gemma's ScaledWordEmbedding.embed_scale buffer
     blocks = list(head) + [
         Block(f"{prefix}.embed_tokens", None, {"embedding": V * h}, compute_buffer_elements=scaled_emb),
         Block(f"{prefix}.rotary_emb", None, {}, fixed_buffer_bytes=_rotary_buffer_bytes(mt, c, hd))]
@@ -159,12 +165,15 @@ def _is_moe_layer(mt: str, c: dict, i: int) -> bool:
     return False
 
 
-def _moe_spec(mt: str, c: dict, L: int) -> MoeSpec | None:
+def _moe_spec(mt: str, c: dict, L: int, model_id: str, transformers: str) -> MoeSpec | None:
     if mt not in MOE:
         return None
     E = _first(c, *EXPERT_KEYS[mt], default=0) or 0
-    topk = _first(c, "experts_per_token", "num_experts_per_tok", default=2) if mt == "gpt_oss" else \
-        _first(c, "num_experts_per_tok", default=2)
+    topk = _first(c, "experts_per_token", "num_experts_per_tok") if mt == "gpt_oss" else _first(c, "num_experts_per_tok")
+    if topk is None:
+        topk = _class_default(mt, "num_experts_per_tok", transformers)
+    if not topk:
+        raise MalformedConfigError(f"config.json of {model_id} has no num_experts_per_tok; fix the config")
     moe_i = c.get("moe_intermediate_size") or c.get("intermediate_size")
     layers = sum(1 for i in range(L) if _is_moe_layer(mt, c, i))
     h = c["hidden_size"]
@@ -261,7 +270,7 @@ def _layer(mt, c, i, h, H, KVH, hd, I, moe: MoeSpec | None, transformers: str, p
                  fp32_params=fp32_params)
 
 
-def _layer_types(mt: str, c: dict) -> list[str] | None:
+def _layer_types(mt: str, c: dict, transformers: str) -> list[str] | None:
     lt = c.get("layer_types")
     if isinstance(lt, list) and lt:
         return [str(x) for x in lt]
@@ -269,7 +278,7 @@ def _layer_types(mt: str, c: dict) -> list[str] | None:
     if mt == "gemma2":
         return ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(L)]
     if mt == "gemma3_text":
-        pat = c.get("sliding_window_pattern", 6) or 6
+        pat = c.get("sliding_window_pattern") or _class_default(mt, "sliding_window_pattern", transformers)
         return ["full_attention" if (i + 1) % pat == 0 else "sliding_attention" for i in range(L)]
     # Without layer_types the cache marks a layer sliding when its config has a sliding_window
     # (cache_utils.get_layer_types_and_kwargs); qwen configs null it unless use_sliding_window, and only
@@ -280,7 +289,7 @@ def _layer_types(mt: str, c: dict) -> list[str] | None:
     if mt == "qwen3_moe" and sw and c.get("use_sliding_window"):
         return ["sliding_attention"] * L
     if mt in ("qwen2", "qwen3") and sw and c.get("use_sliding_window"):
-        mwl = c.get("max_window_layers", 28)
+        mwl = c.get("max_window_layers", _class_default(mt, "max_window_layers", transformers))
         return ["sliding_attention" if i >= mwl else "full_attention" for i in range(L)]
     return None
 
@@ -288,7 +297,7 @@ def _layer_types(mt: str, c: dict) -> list[str] | None:
 def _attention(mt: str, c: dict, i: int, KVH: int, hd: int, transformers: str) -> AttentionLayer:
     if mt in ("deepseek_v2", "deepseek_v3"):
         return AttentionLayer(i, "mla", c["kv_lora_rank"] + c["qk_rope_head_dim"])
-    types = _layer_types(mt, c)
+    types = _layer_types(mt, c, transformers)
     layer_type = types[i] if types else "full_attention"
     cache = behaviour("cache_layer_of_type", transformers).get(layer_type)
     if cache is None:

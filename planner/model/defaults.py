@@ -1,8 +1,8 @@
 """What transformers' config classes fill in when a multimodal config.json leaves a key out (the value of the
 ``config_defaults`` behaviour, planner/model/behaviours.py).
 
-A multimodal config.json names only what differs from its classes' defaults, so the planner, which never imports
-transformers, keeps the defaults of every key it reads: per config class (``CLASS``, keyed by ``model_type``; the
+A config.json names only what differs from its classes' defaults, so the planner, which never imports
+transformers, keeps the defaults of every key it reads where configs leave them out: per config class (``CLASS``, keyed by ``model_type``; the
 dataclass field defaults of ``configuration_<family>.py``), per composite family the defaults of its own keys
 (``FAMILY``), and what a whole missing ``text_config`` / ``vision_config`` becomes (``SUBCONFIG``: the sub-config's
 ``model_type`` and the ``SubConfigSpec.init_kwargs`` transformers passes, ``configuration_utils.SubConfigSpec
@@ -51,7 +51,21 @@ _QWEN3_VL_VISION = {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304,
                     "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 3584,
                     "num_position_embeddings": 2304, "deepstack_visual_indexes": (8, 16, 24)}
 
+# the text architectures: only the defaults their layouts read when a config.json leaves them out
+_TEXT = {
+    "llama": {"tie_word_embeddings": False}, "phi3": {"tie_word_embeddings": False},
+    "qwen2": {"tie_word_embeddings": False, "max_window_layers": 28},
+    "qwen3": {"tie_word_embeddings": False, "max_window_layers": 28},
+    "gemma": {"tie_word_embeddings": True}, "gemma2": {"tie_word_embeddings": True},
+    "mixtral": {"tie_word_embeddings": False, "num_experts_per_tok": 2},
+    "qwen3_moe": {"tie_word_embeddings": False, "num_experts_per_tok": 8},
+    "deepseek_v2": {"tie_word_embeddings": False, "num_experts_per_tok": None},
+    "deepseek_v3": {"tie_word_embeddings": False, "num_experts_per_tok": 8},
+    "gpt_oss": {"tie_word_embeddings": False, "num_experts_per_tok": 4},
+}
+
 CLASS: dict[str, dict] = {
+    **_TEXT,
     "gemma3_text": _GEMMA3_TEXT, "siglip_vision_model": _SIGLIP, "mistral": _MISTRAL, "pixtral": _PIXTRAL,
     "llama4_text": _LLAMA4_TEXT, "qwen2_5_vl_text": _QWEN2_5_VL_TEXT, "qwen2_5_vl_vision": _QWEN2_5_VL_VISION,
     "qwen3_vl_text": _QWEN3_VL_TEXT, "qwen3_vl_vision": _QWEN3_VL_VISION,

@@ -121,7 +121,8 @@ def _derive(model_id: str, t: dict, transformers: str) -> None:
         if t.get("use_bidirectional_attention"):
             raise UnsupportedModelError(f"{model_id}: use_bidirectional_attention (an embedding model) is not a "
                                         "generate() model vplan plans")
-        pat = t.get("sliding_window_pattern") or 6
+        pat = t.get("sliding_window_pattern") or behaviour("config_defaults", transformers)["class"][mt][
+            "sliding_window_pattern"]
         t["layer_types"] = t.get("layer_types") or [
             "full_attention" if (i + 1) % pat == 0 else "sliding_attention" for i in range(L)]
     if mt == "llama4_text":

@@ -14,8 +14,10 @@ VARIANTS = {
     "mixtral": {}, "qwen2": {}, "qwen2+tied": {"tie_word_embeddings": True},
     "qwen3": {}, "qwen3+bias": {"attention_bias": True},
     "qwen3_moe": {}, "qwen3_moe+mlp_only+step2": {"mlp_only_layers": [0, 5], "decoder_sparse_step": 2},
-    "deepseek_v2": {}, "deepseek_v2+q_lora+bias": {"q_lora_rank": 1536, "attention_bias": True, "mlp_bias": True,
-                                                   "first_k_dense_replace": 2, "n_shared_experts": 2},
+    # DeepseekV2Config() leaves num_experts_per_tok None (its MoE forward needs it): the published 6
+    "deepseek_v2": {"num_experts_per_tok": 6},
+    "deepseek_v2+q_lora+bias": {"q_lora_rank": 1536, "attention_bias": True, "mlp_bias": True, "first_k_dense_replace": 2,
+                                "n_shared_experts": 2, "num_experts_per_tok": 6},
     "deepseek_v3": {}, "deepseek_v3+no_q_lora": {"q_lora_rank": None, "first_k_dense_replace": 1},
     "gpt_oss": {}, "phi3": {}, "phi3+gqa": {"num_key_value_heads": 8},
     "gemma2": {}, "gemma2+bias": {"attention_bias": True}, "gemma3_text": {},
@@ -108,3 +110,12 @@ def test_an_architecture_vplan_cannot_derive_is_refused_never_planned():
         assert isinstance(e.value, VplanError) and "mamba9" in e.value.message
         assert "cannot be derived" in e.value.message and "gemma3" in e.value.message
     assert block_of("model.layers.1.mixer.w") == "model.layers.1"
+
+
+def test_moe_without_top_k_takes_the_class_default_or_is_refused():
+    from vplan.planner.errors import MalformedConfigError
+
+    cfg = {k: v for k, v in catalog_config("Qwen/Qwen3-30B-A3B").items() if k != "num_experts_per_tok"}
+    assert spec_of("q", cfg).moe.top_k == 8  # Qwen3MoeConfig's default
+    with pytest.raises(MalformedConfigError, match="num_experts_per_tok"):
+        spec_of("d", {k: v for k, v in catalog_config("deepseek-ai/DeepSeek-V2-Lite").items() if k != "num_experts_per_tok"})
