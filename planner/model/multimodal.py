@@ -101,8 +101,9 @@ def _sub(model_id: str, family: str, key: str, raw, defaults: dict) -> dict:
     if mt == "qwen2_5_vl":  # Qwen2_5_VLConfig.__post_init__ renames this legacy vision model_type
         mt = "qwen2_5_vl_vision"
     if mt not in defaults["class"] or (key == "text_config" and mt not in TEXT_LAYOUT):
+        what = "its KV cache and activations" if key == "text_config" else "its vision tower"
         raise UnsupportedModelError(f"{model_id}: {family} with a {key} of model_type {mt!r} is not modelled by vplan "
-                                    "(its KV cache and activations cannot be derived); open an issue with the config")
+                                    f"({what} cannot be derived); open an issue with the config")
     aliases = defaults["aliases"].get(mt, {})
     return {**defaults["class"][mt], **{aliases.get(k, k): v for k, v in raw.items()}, "model_type": mt}
 

@@ -122,3 +122,27 @@ def test_a_planned_mistral3_checkpoint_runs_with_the_lm_head_it_stores(tmp_path)
     assert model.lm_head.weight is not model.get_input_embeddings().weight  # stored: untied, as planned
     params = sum(p.numel() for p in model.parameters())
     assert read_plan(plan_path).params_total == params
+
+
+def test_vplan_plan_and_simulate_a_gemma3_split_over_two_gpus(tmp_path):
+    """gemma-3-27b (config.json only) on the default nodes (2 x A100-40GB): the vision tower and projector on GPU 0,
+    the text layers split; the simulated per-GPU peaks of the planned device map within the accuracy bound."""
+    folder = tmp_path / "gemma-3-27b"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(fixture("gemma-3-27b")))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), VPLAN_CACHE=str(tmp_path / "vc"))
+    plan_path = tmp_path / "plan.json"
+    run = [sys.executable, "-m", "vplan.planner.cli"]
+    r = subprocess.run([*run, "plan", str(folder), "--context", "512", "--max-new-tokens", "2", "-o", str(plan_path)],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(plan_path.read_text())
+    dm = plan["device_map"]
+    assert plan["gpus"] == 2 and dm["model.vision_tower"] == dm["model.multi_modal_projector"] == "0"
+    assert {dm["model.language_model.layers.0"], dm["model.language_model.layers.61"]} == {"0", "1"}
+    r = subprocess.run([*run, "simulate", str(plan_path), "--json"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    for dev, simulated in out["gpu_peak_bytes"].items():
+        err = (out["predicted_per_device_bytes"][dev] - simulated) / simulated
+        assert -0.01 <= err <= 0.02, (dev, f"{err:+.3%}")
