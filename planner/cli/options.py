@@ -29,7 +29,8 @@ def workload_options(f):
         click.option("--requests", type=click.IntRange(1, MAX_TOKENS), default=1, show_default=True,
                      help="Requests the job will run (job time, GPU-hours, --time auto)."),
         click.option("--attn", "attn_implementation", type=click.Choice(ATTENTION), default="sdpa", show_default=True,
-                     help="Attention implementation transformers will run (gpt-oss and gemma2 always run eager)."),
+                     help=f"Attention implementation transformers will run "
+                          f"({' and '.join(behaviour('eager_only', DEFAULT_TRANSFORMERS))} always run eager)."),
         click.option("--gpu", "gpu_type", default=None, help="GPU type from `vplan gpus` (e.g. H100-80GB) instead of a profile."),
         click.option("--gpus-per-node", type=click.IntRange(0, 16), default=None, help="GPUs per node with --gpu (0: CPU only)."),
         click.option("--node-mem", default=None, help="Host RAM per node with --gpu, with its unit: 256GB, 240GiB."),
