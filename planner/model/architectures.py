@@ -11,15 +11,14 @@ from __future__ import annotations
 from vplan.planner.source.checkpoint import CheckpointSummary
 from vplan.planner.errors import MalformedConfigError, UnsupportedModelError
 from vplan.planner.model.multimodal import FAMILIES as MULTIMODAL, loaded_checkpoint, vision_blocks
-from vplan.planner.model.multimodal import resolve as resolve_multimodal
+from vplan.planner.model.multimodal import resolve as resolve_multimodal, resolve_text
 from vplan.planner.model.behaviours import DEFAULT_TRANSFORMERS, behaviour, normalize_version
 from vplan.planner.model.spec import AttentionLayer, Block, MoeSpec, ModelSpec
 
 DENSE = {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text"}
 MOE = {"mixtral", "qwen3_moe", "deepseek_v2", "deepseek_v3", "gpt_oss", "llama4_text"}
 SUPPORTED = DENSE | MOE
-# what a user can ask for by model_type (llama4_text is the text model inside a llama4 config)
-MODELLED_TEXT = ", ".join(sorted((SUPPORTED - {"llama4_text"}) | set(MULTIMODAL)))
+MODELLED_TEXT = ", ".join(sorted(SUPPORTED | set(MULTIMODAL)))
 QK_NORM = {"qwen3", "qwen3_moe", "gemma3_text"}
 FOUR_NORMS = {"gemma2", "gemma3_text"}
 SCALED_EMBEDDING = {"gemma", "gemma2", "gemma3_text"}  # ScaledWordEmbedding with an embed_scale buffer
@@ -103,11 +102,13 @@ def build_spec(model_id: str, revision: str | None, source: str, config: dict,
                           dtype, notes, transformers, arch=mt, layout=comp.text_layout, c=comp.text,
                           prefix=comp.text_prefix, tied=comp.tied, head=vision_blocks(comp),
                           warnings=comp.notes)
-    if mt not in SUPPORTED or mt == "llama4_text":
+    if mt not in SUPPORTED:
         raise UnsupportedModelError(
             f"{model_id}: architecture {mt!r} is not modelled by vplan: its KV cache and activations cannot be derived, "
             f"so no plan could be trusted to fit. Modelled: {MODELLED_TEXT}"
             "; open an issue with the config")
+    if mt == "llama4_text":  # derived fields (no-rope, MoE and chunked layers) as Llama4TextConfig sets them
+        c = resolve_text(model_id, c, transformers)
     return _text_spec(model_id, revision, source, config, checkpoint, quant, dtype, notes, transformers, arch=mt,
                       layout=mt, c=c, prefix="model",
                       tied=bool(c.get("tie_word_embeddings", _class_default(mt, "tie_word_embeddings", transformers))),

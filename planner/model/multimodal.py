@@ -83,6 +83,15 @@ def resolve(model_id: str, config: dict, checkpoint: CheckpointSummary | None, t
                      notes)
 
 
+def resolve_text(model_id: str, config: dict, transformers: str) -> dict:
+    """A text config these classes define on its own (``llama4_text``, as Llama4ForCausalLM saves it), resolved."""
+    defaults = behaviour("config_defaults", transformers)
+    mt = str(config.get("model_type"))
+    text = {**defaults["class"][mt], **config, "model_type": mt}
+    _derive(model_id, text, transformers)
+    return text
+
+
 def _raw_text(family: str, config: dict):
     raw = config.get("text_config")
     if raw is None and family == "qwen2_5_vl":  # flat Hub layout: the text keys sit at the top level

@@ -58,7 +58,7 @@ def _pretrained_classes(model_type: str) -> list[type]:
             and c.__module__ == mod.__name__]
 
 
-MODELLED_TYPES = sorted((SUPPORTED - {"llama4_text"}) | set(FAMILIES))
+MODELLED_TYPES = sorted(SUPPORTED | set(FAMILIES))
 
 
 def _strict(model_type: str) -> set[str]:

@@ -50,6 +50,10 @@ VARIANTS = {  # every switch the layouts depend on (dimensions as published or s
                         "num_hidden_layers": 8, "num_key_value_heads": 4, "head_dim": 64, "num_local_experts": 8,
                         "interleave_moe_layer_step": 2, "use_qk_norm": False, "attention_bias": True,
                         "vocab_size": 4096, "tie_word_embeddings": True}},
+    "llama4_text-alone": {"model_type": "llama4_text", "hidden_size": 1024, "intermediate_size": 512,
+                          "intermediate_size_mlp": 2048, "num_attention_heads": 16, "num_hidden_layers": 8,
+                          "num_key_value_heads": 4, "head_dim": 64, "num_local_experts": 4,
+                          "interleave_moe_layer_step": 2, "vocab_size": 4096},
     "llama4-no-chunk": {"model_type": "llama4", "text_config": {"attention_chunk_size": None, "num_hidden_layers": 8,
                                                                 "num_local_experts": 4, "vocab_size": 4096}},
     "qwen2.5-vl-3b-flat-tied": {
