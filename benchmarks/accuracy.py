@@ -19,10 +19,12 @@ from pathlib import Path
 
 from vplan.planner.memory import activations
 from vplan.planner.model import build_spec
+from vplan.planner.model.behaviours import behaviour
 from vplan.planner.source.catalog import list_ids, load
 
 OUT = Path(__file__).parent / "results"
-FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures" / "configs"  # shapes not in the catalog (gemma)
+FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures" / "configs"  # shapes not in the catalog (gemma,
+# multimodal families: benchmarks/multimodal_fixtures.py writes those from transformers' config classes)
 PROMPTS = (512, 4096, 32768)
 ATTNS = ("sdpa", "eager")
 # same sizes as a swept twin (base/instruct, re-uploads) or outside the simulator's scope (GPTQ kernels)
@@ -50,11 +52,11 @@ def predicted(mid: str, prompt: int, attn: str, transformers: str) -> dict:
     return activations.predicted_peak_tensor_bytes(spec, batch=1, prompt_tokens=prompt, attn_implementation=attn)
 
 
-def cases(models: list[str] | None, prompts) -> list[tuple[str, int, str]]:
+def cases(models: list[str] | None, prompts, transformers: str) -> list[tuple[str, int, str]]:
     ids = models or [m for m in list_ids() if m not in SKIP] + [f"fixture:{f.stem}" for f in sorted(FIXTURES.glob("*.json"))]
     out = []
     for mid in ids:
-        eager_only = config_of(mid).get("model_type") in activations.EAGER_ONLY
+        eager_only = config_of(mid).get("model_type") in behaviour("eager_only", transformers)
         out += [(mid, p, a) for p in prompts for a in ATTNS if not (eager_only and a == "sdpa")]
     return out
 
@@ -81,7 +83,7 @@ def main() -> None:
         from vplan.runtime.sim.simulate import simulate
 
         done = {(r["model"], r["prompt_tokens"], r["attn"]) for r in rows}
-        for mid, prompt, attn in cases(a.models, a.prompts):
+        for mid, prompt, attn in cases(a.models, a.prompts, transformers.__version__):
             if (mid, prompt, attn) in done:
                 continue
             r = simulate(config_of(mid), batch=1, prompt_tokens=prompt, new_tokens=16, attn_implementation=attn)
@@ -140,8 +142,11 @@ def write_md(rows: list[dict]) -> None:
     versions = sorted({r["transformers"] for r in rows})
     lines += ["", f"Simulated with transformers {', '.join(versions)}; each row is predicted for its own version.",
               "Rows named `fixture:NAME` use tests/fixtures/configs/NAME.json: gemma shapes written from the public "
-              "config.json files (not in the bundled catalog). gemma2 and gpt-oss have no sdpa path in transformers "
-              "5: eager only."]
+              "config.json files (not in the bundled catalog), and the multimodal configs benchmarks/"
+              "multimodal_fixtures.py writes from transformers' own config classes (`<family>-default`: the class "
+              "defaults; the others: published layouts through the same classes), planned from config.json alone "
+              "and simulated as the runtime loads them (the whole model, or Llama 4's text model). gemma2 and gpt-oss "
+              "have no sdpa path in transformers 5: eager only."]
     lines += ["", "Not swept: " + "; ".join(f"{k} ({v})" for k, v in SKIP.items()) + "."]
     (OUT / "accuracy.md").write_text("\n".join(lines) + "\n")
 

@@ -7,7 +7,7 @@ import click
 from vplan.planner.api import CheckOptions
 from vplan.planner.errors import UsageError
 from vplan.planner.hardware.cluster import ClusterProfile, default_profile, profile_for_gpu
-from vplan.planner.model.behaviours import DEFAULT_TRANSFORMERS, MODELLED, normalize_version
+from vplan.planner.model.behaviours import DEFAULT_TRANSFORMERS, MODELLED, behaviour, mxfp4_needs, normalize_version
 from vplan.planner.plan.contract import ATTENTION, Workload
 from vplan.planner.search.core import DEFAULT_MIN_TOKENS_PER_S, SearchOptions
 from vplan.planner.source.environment import mxfp4_kernels_here
@@ -29,7 +29,8 @@ def workload_options(f):
         click.option("--requests", type=click.IntRange(1, MAX_TOKENS), default=1, show_default=True,
                      help="Requests the job will run (job time, GPU-hours, --time auto)."),
         click.option("--attn", "attn_implementation", type=click.Choice(ATTENTION), default="sdpa", show_default=True,
-                     help="Attention implementation transformers will run (gpt-oss and gemma2 always run eager)."),
+                     help=f"Attention implementation transformers will run "
+                          f"({' and '.join(behaviour('eager_only', DEFAULT_TRANSFORMERS))} always run eager)."),
         click.option("--gpu", "gpu_type", default=None, help="GPU type from `vplan gpus` (e.g. H100-80GB) instead of a profile."),
         click.option("--gpus-per-node", type=click.IntRange(0, 16), default=None, help="GPUs per node with --gpu (0: CPU only)."),
         click.option("--node-mem", default=None, help="Host RAM per node with --gpu, with its unit: 256GB, 240GiB."),
@@ -46,7 +47,8 @@ def workload_options(f):
         click.option("--min-tokens-per-s", type=click.FloatRange(0, 1e6), default=DEFAULT_MIN_TOKENS_PER_S,
                      show_default=True, help="Offload plans slower than this count as does-not-fit."),
         click.option("--mxfp4-kernels", is_flag=True,
-                     help="The nodes have `kernels` (>=0.18.2,<0.19) and triton >= 3.4: gpt-oss stays MXFP4."),
+                     help=f"The nodes have {mxfp4_needs(DEFAULT_TRANSFORMERS)} (transformers "
+                          f"{DEFAULT_TRANSFORMERS}): gpt-oss stays MXFP4."),
         click.option("--transformers", "transformers_version", default=DEFAULT_TRANSFORMERS, show_default=True,
                      help=f"transformers version on the nodes (modelled: {', '.join(MODELLED)})."),
         click.option("--engine", type=click.Choice(("transformers", "vllm", "all")), default="transformers",
@@ -96,14 +98,15 @@ def check_options_from(kw: dict, profile: ClusterProfile) -> CheckOptions:
         raise UsageError(f"--prompt-tokens {prompt} exceeds --context {kw['context_tokens']}: the context holds the prompt")
     wl = Workload(context_tokens=kw["context_tokens"], prompt_tokens=prompt, max_new_tokens=kw["max_new_tokens"],
                   batch=kw["batch"], attn_implementation=kw["attn_implementation"], requests=kw["requests"])
+    version = normalize_version(kw.get("transformers_version") or DEFAULT_TRANSFORMERS)
     search = SearchOptions(
         workload=wl, precision=_text(kw.get("precision"), "--precision"), max_gpus=kw.get("max_gpus"),
         no_offload=kw.get("no_offload", False), allow_disk=not kw.get("no_disk", False),
         min_tokens_per_s=kw.get("min_tokens_per_s", DEFAULT_MIN_TOKENS_PER_S),
         partition=_text(kw.get("partition"), "--partition"),
-        mxfp4_kernels=bool(kw.get("mxfp4_kernels")) or profile.mxfp4_kernels or mxfp4_kernels_here(),
-        transformers=normalize_version(kw.get("transformers_version") or DEFAULT_TRANSFORMERS),
-        engine=kw.get("engine") or "transformers")
+        mxfp4_kernels=bool(kw.get("mxfp4_kernels")) or profile.mxfp4_kernels or mxfp4_kernels_here(
+            behaviour("mxfp4_requirements", version)),
+        transformers=version, engine=kw.get("engine") or "transformers")
     profile.partition(search.partition)  # an unknown partition fails here, once, with the list
     return CheckOptions(search=search, revision=_text(kw.get("revision"), "--revision"),
                         offline=True if kw.get("offline") else None)

@@ -7,11 +7,15 @@ per output row), nf4 (bitsandbytes 4-bit: 0.5 byte + one fp32 absmax per 64-elem
 fp32 scale per 128x128 block of each Linear and of the fused experts), mxfp4 (gpt-oss experts: 4-bit
 values + one U8 scale per 32 elements; the expert biases are fp32 in ``Mxfp4GptOssExperts``), and
 pre-quantized checkpoints kept as stored (gptq/awq/bnb: the checkpoint's own bytes per block, else the
-analytic packed layout). What each method converts: see the docstring of :mod:`vplan.planner.model.spec`.
-Buffers (rotary inv_freq, gemma embed_scale, DeepSeek-V3 e_score_correction_bias) are included.
+analytic packed layout). What each method converts is the ``quantizer_converts`` behaviour (weight classes of
+:mod:`vplan.planner.model.spec`). Buffers (rotary inv_freq, gemma embed_scale, DeepSeek-V3
+e_score_correction_bias, vision position ids) are included. A fine-grained FP8 checkpoint loaded dequantized keeps
+its unscaled tensors in their stored dtype or casts them to the load dtype, by transformers version
+(``fp8_dequant_unscaled_take_load_dtype``).
 """
 from __future__ import annotations
 
+from vplan.planner.model.behaviours import behaviour
 from vplan.planner.model.spec import Block, ModelSpec
 
 COMPUTE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
@@ -29,7 +33,7 @@ def _cdiv(a: int, b: int) -> int:
 
 def _buffers(b: Block, compute: int) -> int:
     """Buffers, plus the widening of parameters transformers keeps in fp32 whatever the dtype."""
-    return b.fp32_buffer_bytes + b.compute_buffer_elements * compute + b.fp32_params * (4 - compute)
+    return b.fixed_buffer_bytes + b.compute_buffer_elements * compute + b.fp32_params * (4 - compute)
 
 
 def _nf4_linear(o: int, i: int) -> int:
@@ -43,28 +47,40 @@ def _gptq_linear(o: int, i: int, bits: int, group: int, g_idx: bool) -> int:
     return i * o * bits // 8 + groups * _cdiv(o * bits, 32) * 4 + groups * o * 2 + (4 * i if g_idx else 0)
 
 
-def _block_bytes(b: Block, precision: str, compute: int = 2, quant: dict | None = None) -> int:
+def _block_bytes(b: Block, precision: str, compute: int, quant: dict | None, converts: dict,
+                 unscaled_bytes: int | None = None) -> int:
+    """``converts``: the quantizer_converts behaviour; ``unscaled_bytes``: bytes per element of the tensors an FP8
+    checkpoint stores without a scale when it is loaded dequantized and keeps them as stored (None: load dtype)."""
     p = b.params
     lin = p.get("linear", 0)
     exp = p.get("experts", 0)
     rest = b.params_total - lin
     if precision in COMPUTE_BYTES:
         c = COMPUTE_BYTES[precision]
-        return b.params_total * c + (2 * b.fp32_if_fp16 if precision == "fp16" else 0) + _buffers(b, c)
+        widen = 2 * b.fp32_if_fp16 if precision == "fp16" else 0
+        if unscaled_bytes is not None:  # quantized Linears / experts dequantize to c, the rest stays as stored
+            return (lin + exp) * c + (b.params_total - lin - exp) * unscaled_bytes + widen + _buffers(b, c)
+        return b.params_total * c + widen + _buffers(b, c)
     buf = _buffers(b, compute)
-    if precision in ("int8", "bnb-int8"):
-        return lin + 4 * b.linear_out_features + rest * compute + buf
-    if precision in ("nf4", "bnb-nf4"):
+    if precision in ("int8", "bnb-int8", "nf4", "bnb-nf4"):
+        if converts["bitsandbytes"] != ("linear",):
+            raise ValueError(f"bitsandbytes converting {converts['bitsandbytes']} is not modelled")
+        if precision in ("int8", "bnb-int8"):
+            return lin + 4 * b.linear_out_features + rest * compute + buf
         return sum(_nf4_linear(o, i) for o, i in b.linear_shapes) + rest * compute + buf
     if precision == "fp8":
         if b.expert_bias_params:
             raise ValueError("fp8: transformers' FP8Experts does not support biased experts (gpt-oss); use mxfp4 or bf16")
         lin_b = sum(o * i + 4 * _cdiv(o, FP8_BLOCK) * _cdiv(i, FP8_BLOCK) for o, i in b.linear_shapes)
+        if "experts" not in converts["fp8"]:
+            return lin_b + rest * compute + buf
         # _alloc_expert_proj: scales [E, max(cdiv(out,128), 2 for gate_up), cdiv(in,128)]
         exp_b = sum(e * o * i + 4 * e * max(_cdiv(o, FP8_BLOCK), 2 if k == 0 else 1) * _cdiv(i, FP8_BLOCK)
                     for k, (e, o, i) in enumerate(b.expert_shapes))
         return lin_b + exp_b + (rest - exp) * compute + buf
     if precision == "mxfp4":
+        if "experts" not in converts["mxfp4"]:
+            return b.params_total * compute + buf
         # Mxfp4GptOssExperts: U8 blocks (2 values a byte) + U8 scales per 32 values, fp32 biases
         w = sum(e * o * i // 2 + e * o * _cdiv(i, MXFP4_GROUP) for e, o, i in b.expert_shapes)
         return w + 4 * b.expert_bias_params + (b.params_total - exp) * compute + buf
@@ -97,12 +113,18 @@ def _weight_bytes_by_block(spec: ModelSpec, precision: str, cpu_offload_fp32: bo
     if _keeps_stored_format(spec, precision) and stored and precision != "mxfp4":
         # as stored (gptq/awq/bnb/fp8 checkpoints): the checkpoint's bytes + runtime buffers
         return {b.name: stored.get(b.name, 0) + _buffers(b, 2) for b in spec.blocks}
-    if not spec.known_architecture:
-        c = COMPUTE_BYTES.get(precision, 2)
-        if precision not in COMPUTE_BYTES and stored:
-            return {b.name: stored.get(b.name, 0) for b in spec.blocks}
-        return {b.name: b.params_total * c for b in spec.blocks}
-    return {b.name: _block_bytes(b, precision, 2, spec.checkpoint_quant) for b in spec.blocks}
+    converts = behaviour("quantizer_converts", spec.transformers)
+    unscaled = _fp8_unscaled_bytes(spec) if precision in COMPUTE_BYTES else None
+    return {b.name: _block_bytes(b, precision, 2, spec.checkpoint_quant, converts, unscaled) for b in spec.blocks}
+
+
+def _fp8_unscaled_bytes(spec: ModelSpec) -> int | None:
+    """Bytes per element an FP8 checkpoint loaded dequantized keeps its unscaled tensors in, when transformers keeps
+    them as stored (5.23); None when they take the load dtype (5.24)."""
+    if (spec.checkpoint_quant or {}).get("method") != "fp8" or \
+            behaviour("fp8_dequant_unscaled_take_load_dtype", spec.transformers):
+        return None
+    return 2  # fine-grained FP8 checkpoints store embeddings, norms and lm_head in BF16 (or F16)
 
 
 def _keeps_stored_format(spec: ModelSpec, precision: str) -> bool:

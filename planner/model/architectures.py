@@ -1,23 +1,33 @@
 """Per-architecture parameter layout, from config.json alone (verified against transformers' meta model).
 
-``analyze()`` turns a config into Blocks (placement units with parameter counts by weight class and the
-shapes of quantizable Linear weights) and AttentionLayers (what each layer caches per token).
-Unknown architectures fall back to the checkpoint's bytes per block, with a visible warning.
+``build_spec()`` turns a config into Blocks (placement units with parameter counts by weight class and the
+shapes of quantizable Linear weights) and AttentionLayers (what each layer caches per token). Multimodal
+configs (model/multimodal.py) are sized from their text_config with the same text layouts, plus the vision
+tower and projector the runtime loads. An architecture vplan cannot derive the KV cache and activations of is
+refused with UnsupportedModelError: never a plan that looks like it fits.
 """
 from __future__ import annotations
 
 from vplan.planner.source.checkpoint import CheckpointSummary
 from vplan.planner.errors import MalformedConfigError, UnsupportedModelError
+from vplan.planner.model.multimodal import FAMILIES as MULTIMODAL, loaded_checkpoint, vision_blocks
+from vplan.planner.model.multimodal import resolve as resolve_multimodal, resolve_text
 from vplan.planner.model.behaviours import DEFAULT_TRANSFORMERS, behaviour, normalize_version
 from vplan.planner.model.spec import AttentionLayer, Block, MoeSpec, ModelSpec
 
 DENSE = {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text"}
-MOE = {"mixtral", "qwen3_moe", "deepseek_v2", "deepseek_v3", "gpt_oss"}
+MOE = {"mixtral", "qwen3_moe", "deepseek_v2", "deepseek_v3", "gpt_oss", "llama4_text"}
 SUPPORTED = DENSE | MOE
+MODELLED_TEXT = ", ".join(sorted(SUPPORTED | set(MULTIMODAL)))
 QK_NORM = {"qwen3", "qwen3_moe", "gemma3_text"}
 FOUR_NORMS = {"gemma2", "gemma3_text"}
-TIED_DEFAULT = {"gemma", "gemma2", "gemma3_text"}
+SCALED_EMBEDDING = {"gemma", "gemma2", "gemma3_text"}  # ScaledWordEmbedding with an embed_scale buffer
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "half": "fp16", "float": "fp32"}
+
+
+def _class_default(mt: str, key: str, transformers: str):
+    """The config class's default for ``key`` (behaviour config_defaults), for a config.json that leaves it out."""
+    return behaviour("config_defaults", transformers)["class"][mt][key]
 
 
 def _req(c: dict, key: str, model_id: str):
@@ -38,6 +48,7 @@ def _first(c: dict, *keys, default=None):
 
 
 EXPERT_KEYS = {"mixtral": ("num_local_experts", "num_experts"), "gpt_oss": ("num_local_experts", "num_experts"),
+               "llama4_text": ("num_local_experts",),
                "qwen3_moe": ("num_experts", "num_local_experts"),
                "deepseek_v2": ("n_routed_experts", "num_experts", "num_local_experts"),
                "deepseek_v3": ("n_routed_experts", "num_local_experts", "num_experts")}
@@ -85,9 +96,30 @@ def build_spec(model_id: str, revision: str | None, source: str, config: dict,
     mt = str(c.get("model_type", "")).lower()
     quant = normalize_quant(config) or normalize_quant(c)
     dtype = DTYPES.get(str(c.get("dtype") or c.get("torch_dtype") or config.get("torch_dtype") or "bfloat16"), "bf16")
+    if mt in MULTIMODAL:
+        comp = resolve_multimodal(model_id, c, checkpoint, transformers)
+        return _text_spec(model_id, revision, source, config, loaded_checkpoint(mt, checkpoint), quant,
+                          dtype, notes, transformers, arch=mt, layout=comp.text_layout, c=comp.text,
+                          prefix=comp.text_prefix, tied=comp.tied, head=vision_blocks(comp),
+                          warnings=comp.notes)
     if mt not in SUPPORTED:
-        return _fallback(model_id, revision, source, c, checkpoint, quant, dtype, notes)
+        raise UnsupportedModelError(
+            f"{model_id}: architecture {mt!r} is not modelled by vplan: its KV cache and activations cannot be derived, "
+            f"so no plan could be trusted to fit. Modelled: {MODELLED_TEXT}"
+            "; open an issue with the config")
+    if mt == "llama4_text":  # derived fields (no-rope, MoE and chunked layers) as Llama4TextConfig sets them
+        c = resolve_text(model_id, c, transformers)
+    return _text_spec(model_id, revision, source, config, checkpoint, quant, dtype, notes, transformers, arch=mt,
+                      layout=mt, c=c, prefix="model",
+                      tied=bool(c.get("tie_word_embeddings", _class_default(mt, "tie_word_embeddings", transformers))),
+                      head=[], warnings=())
 
+
+def _text_spec(model_id, revision, source, config, checkpoint, quant, dtype, notes, transformers, *, arch, layout,
+               c, prefix, tied, head, warnings) -> ModelSpec:
+    """The spec of a text model of layout ``layout`` (config ``c``) whose blocks live under ``prefix``; ``head``:
+    blocks ahead of it in the loaded class (a vision tower and projector); ``warnings``: what the plan assumes."""
+    mt = layout
     h = _req(c, "hidden_size", model_id)
     L = _req(c, "num_hidden_layers", model_id)
     H = _req(c, "num_attention_heads", model_id)
@@ -95,23 +127,25 @@ def build_spec(model_id: str, revision: str | None, source: str, config: dict,
     hd = c.get("head_dim") or h // H
     V = _req(c, "vocab_size", model_id)
     I = c.get("intermediate_size") or 0
-    tied = bool(c.get("tie_word_embeddings", mt in TIED_DEFAULT))
 
-    moe = _moe_spec(mt, c, L)
-    scaled_emb = 1 if mt in TIED_DEFAULT else 0  # gemma's ScaledWordEmbedding.embed_scale buffer
-    blocks = [Block("model.embed_tokens", None, {"embedding": V * h}, compute_buffer_elements=scaled_emb),
-              Block("model.rotary_emb", None, {}, fp32_buffer_bytes=_rotary_buffer_bytes(mt, c, hd))]
+    moe = _moe_spec(mt, c, L, model_id, transformers)
+    fp16_fp32 = behaviour("keep_in_fp32_if_fp16", transformers).get(mt, ())
+    scaled_emb = 1 if mt in SCALED_EMBEDDING else 0  # gemma's ScaledWordEmbedding.embed_scale buffer
+    blocks = list(head) + [
+        Block(f"{prefix}.embed_tokens", None, {"embedding": V * h}, compute_buffer_elements=scaled_emb),
+        Block(f"{prefix}.rotary_emb", None, {}, fixed_buffer_bytes=_rotary_buffer_bytes(mt, c, hd))]
     for i in range(L):
-        blocks.append(_layer(mt, c, i, h, H, KVH, hd, I, moe, transformers))
-    blocks.append(Block("model.norm", None, {"other": h}, fp32_if_fp16=h if mt == "gpt_oss" else 0))
+        blocks.append(_layer(mt, c, i, h, H, KVH, hd, I, moe, transformers, prefix))
+    blocks.append(Block(f"{prefix}.norm", None, {"other": h}, fp32_if_fp16=h if "norm" in fp16_fp32 else 0))
     blocks.append(Block("lm_head", None, {} if tied else {"lm_head": V * h}))
-    attn = tuple(_attention(mt, c, i, KVH, hd) for i in range(L))
+    attn = tuple(_attention(mt, c, i, KVH, hd, transformers) for i in range(L))
     return ModelSpec(
-        model_id=model_id, revision=revision, source=source, architecture=mt, hidden_size=h, num_layers=L,
+        model_id=model_id, revision=revision, source=source, architecture=arch, hidden_size=h, num_layers=L,
         num_heads=H, num_kv_heads=KVH, head_dim=hd, intermediate_size=I, vocab_size=V, tie_word_embeddings=tied,
         max_position_embeddings=c.get("max_position_embeddings"), config_dtype=dtype, blocks=tuple(blocks),
-        attention=attn, moe=moe, checkpoint=checkpoint, checkpoint_quant=quant, known_architecture=True,
-        warnings=(), notes=notes, config=config, transformers=transformers,
+        attention=attn, moe=moe, checkpoint=checkpoint, checkpoint_quant=quant, warnings=tuple(warnings),
+        notes=tuple(notes), config=config, transformers=transformers, text_architecture=mt, text_config=c,
+        text_prefix=prefix,
     )
 
 
@@ -127,20 +161,26 @@ def _is_moe_layer(mt: str, c: dict, i: int) -> bool:
         # transformers 5.23 builds the MoE block for every layer >= first_k_dense_replace and ignores
         # moe_layer_freq (modeling_deepseek_v2.py DeepseekV2DecoderLayer.__init__); so do we.
         return i >= (c.get("first_k_dense_replace") or 0)
+    if mt == "llama4_text":  # Llama4TextDecoderLayer: is_moe_layer = layer_idx in config.moe_layers
+        return i in c["moe_layers"]
     return False
 
 
-def _moe_spec(mt: str, c: dict, L: int) -> MoeSpec | None:
+def _moe_spec(mt: str, c: dict, L: int, model_id: str, transformers: str) -> MoeSpec | None:
     if mt not in MOE:
         return None
     E = _first(c, *EXPERT_KEYS[mt], default=0) or 0
-    topk = _first(c, "experts_per_token", "num_experts_per_tok", default=2) if mt == "gpt_oss" else \
-        _first(c, "num_experts_per_tok", default=2)
+    topk = _first(c, "experts_per_token", "num_experts_per_tok") if mt == "gpt_oss" else _first(c, "num_experts_per_tok")
+    if topk is None:
+        topk = _class_default(mt, "num_experts_per_tok", transformers)
+    if not topk:
+        raise MalformedConfigError(f"config.json of {model_id} has no num_experts_per_tok; fix the config")
     moe_i = c.get("moe_intermediate_size") or c.get("intermediate_size")
     layers = sum(1 for i in range(L) if _is_moe_layer(mt, c, i))
     h = c["hidden_size"]
     per_layer = E * (3 * h * moe_i + (2 * moe_i + h if mt == "gpt_oss" else 0))
-    return MoeSpec(E, c.get("n_shared_experts") or 0, topk, moe_i, layers, per_layer)
+    shared = 1 if mt == "llama4_text" else c.get("n_shared_experts") or 0  # Llama4TextMoe.shared_expert
+    return MoeSpec(E, shared, topk, moe_i, layers, per_layer)
 
 
 def _mlp_linears(mt: str, h: int, inter: int) -> list[tuple[int, int]]:
@@ -149,15 +189,16 @@ def _mlp_linears(mt: str, h: int, inter: int) -> list[tuple[int, int]]:
     return [(inter, h), (inter, h), (h, inter)]  # gate, up, down
 
 
-ATTN_BIAS_FLAG = {"llama", "qwen3", "qwen3_moe", "gpt_oss", "gemma2", "gemma3_text"}  # q,k,v,o bias=attention_bias
+ATTN_BIAS_FLAG = {"llama", "qwen3", "qwen3_moe", "gpt_oss", "gemma2", "gemma3_text", "llama4_text"}  # q,k,v,o bias=attention_bias
 MLP_BIAS_FLAG = {"llama", "deepseek_v2"}  # gate/up/down bias=mlp_bias
 
 
-def _layer(mt, c, i, h, H, KVH, hd, I, moe: MoeSpec | None, transformers: str) -> Block:
+def _layer(mt, c, i, h, H, KVH, hd, I, moe: MoeSpec | None, transformers: str, prefix: str) -> Block:
     linears: list[tuple[int, int]] = []
     bias = 0
     other = 2 * h  # input + post-attention norms
-    fp32_if_fp16 = 2 * h if mt == "gpt_oss" else 0  # GptOssPreTrainedModel._keep_in_fp32_modules
+    fp16_fp32 = behaviour("keep_in_fp32_if_fp16", transformers).get(mt, ())
+    fp32_if_fp16 = h * sum(n in fp16_fp32 for n in ("input_layernorm", "post_attention_layernorm"))
     fp32_buffers = fp32_params = 0
     experts = routed = ebias = 0
     eshapes: tuple[tuple[int, int, int], ...] = ()
@@ -198,20 +239,26 @@ def _layer(mt, c, i, h, H, KVH, hd, I, moe: MoeSpec | None, transformers: str) -
             ebias = E * (2 * mi + h)  # gate_up_proj_bias, down_proj_bias
             routed = E * 3 * h * mi + ebias
             other += E * h + E  # router weight + bias
+        elif mt == "llama4_text":
+            # Llama4TextExperts runs every expert (dense bmm over all E), so none is "routed" (skipped) per token;
+            # its gate_up_proj is (E, h, 2I): the (experts, out, in) shapes FP8Experts re-creates it with are used
+            experts = E * 3 * h * mi
+            other += E * h  # Llama4Router: an nn.Linear subclass, which bitsandbytes and FP8 leave alone
+            linears += _mlp_linears(mt, h, mi)  # shared_expert
         else:
             routed = E * 3 * h * mi
             other += E * h  # router (a bare Parameter, not nn.Linear)
             if mt in ("deepseek_v2", "deepseek_v3") and behaviour("deepseek_router_fp32", transformers):
                 fp32_params += E * h
-        if mt == "deepseek_v3":
+        if mt == "deepseek_v3" and behaviour("deepseek_v3_e_score_bias_fp32", transformers):
             fp32_buffers += 4 * E  # gate.e_score_correction_bias, _keep_in_fp32_modules_strict
-        experts = routed
+        experts = experts or routed
         if moe.n_shared_experts and mt in ("deepseek_v2", "deepseek_v3"):
             linears += _mlp_linears(mt, h, mi * moe.n_shared_experts)
             if mlp_bias:
                 bias += 2 * mi * moe.n_shared_experts + h
     else:
-        linears += _mlp_linears(mt, h, I)
+        linears += _mlp_linears(mt, h, c["intermediate_size_mlp"] if mt == "llama4_text" else I)
         if mlp_bias:
             bias += 2 * I + h
     params = {"linear": sum(o * n for o, n in linears), "other": other}
@@ -219,12 +266,12 @@ def _layer(mt, c, i, h, H, KVH, hd, I, moe: MoeSpec | None, transformers: str) -
         params["linear_bias"] = bias
     if experts:
         params["experts"] = experts
-    return Block(f"model.layers.{i}", i, params, tuple(linears), routed, expert_shapes=eshapes,
-                 expert_bias_params=ebias, fp32_buffer_bytes=fp32_buffers, fp32_if_fp16=fp32_if_fp16,
+    return Block(f"{prefix}.layers.{i}", i, params, tuple(linears), routed, expert_shapes=eshapes,
+                 expert_bias_params=ebias, fixed_buffer_bytes=fp32_buffers, fp32_if_fp16=fp32_if_fp16,
                  fp32_params=fp32_params)
 
 
-def _layer_types(mt: str, c: dict) -> list[str] | None:
+def _layer_types(mt: str, c: dict, transformers: str) -> list[str] | None:
     lt = c.get("layer_types")
     if isinstance(lt, list) and lt:
         return [str(x) for x in lt]
@@ -232,7 +279,7 @@ def _layer_types(mt: str, c: dict) -> list[str] | None:
     if mt == "gemma2":
         return ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(L)]
     if mt == "gemma3_text":
-        pat = c.get("sliding_window_pattern", 6) or 6
+        pat = c.get("sliding_window_pattern") or _class_default(mt, "sliding_window_pattern", transformers)
         return ["full_attention" if (i + 1) % pat == 0 else "sliding_attention" for i in range(L)]
     # Without layer_types the cache marks a layer sliding when its config has a sliding_window
     # (cache_utils.get_layer_types_and_kwargs); qwen configs null it unless use_sliding_window, and only
@@ -243,54 +290,26 @@ def _layer_types(mt: str, c: dict) -> list[str] | None:
     if mt == "qwen3_moe" and sw and c.get("use_sliding_window"):
         return ["sliding_attention"] * L
     if mt in ("qwen2", "qwen3") and sw and c.get("use_sliding_window"):
-        mwl = c.get("max_window_layers", 28)
+        mwl = c.get("max_window_layers", _class_default(mt, "max_window_layers", transformers))
         return ["sliding_attention" if i >= mwl else "full_attention" for i in range(L)]
     return None
 
 
-def _attention(mt: str, c: dict, i: int, KVH: int, hd: int) -> AttentionLayer:
+def _attention(mt: str, c: dict, i: int, KVH: int, hd: int, transformers: str) -> AttentionLayer:
     if mt in ("deepseek_v2", "deepseek_v3"):
         return AttentionLayer(i, "mla", c["kv_lora_rank"] + c["qk_rope_head_dim"])
-    types = _layer_types(mt, c)
-    kind = "sliding" if types and types[i] == "sliding_attention" else "full"
-    window = c.get("sliding_window") if kind == "sliding" else None
-    if kind == "sliding" and not window:
+    types = _layer_types(mt, c, transformers)
+    layer_type = types[i] if types else "full_attention"
+    cache = behaviour("cache_layer_of_type", transformers).get(layer_type)
+    if cache is None:
+        raise UnsupportedModelError(f"layer type {layer_type!r} (layer {i}) is not one vplan can size the cache of; "
+                                    "open an issue with the config")
+    kind = "chunked" if layer_type == "chunked_attention" else cache
+    window = (c.get("attention_chunk_size") if kind == "chunked" else c.get("sliding_window")) if cache == "sliding" \
+        else None
+    if cache == "sliding" and not window:
         kind = "full"
-    if mt in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window"):
+    if mt in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window") and \
+            behaviour("qwen_sliding_only_with_use_sliding_window", transformers):
         kind, window = "full", None  # the config class sets sliding_window = None
     return AttentionLayer(i, kind, 2 * KVH * hd, (window - 1) if window else None, window if window else None)
-
-
-def _fallback(model_id, revision, source, c, checkpoint, quant, dtype, notes) -> ModelSpec:
-    mt = c.get("model_type") or "unknown"
-    if not checkpoint or not checkpoint.bytes_by_block:
-        raise UnsupportedModelError(
-            f"{model_id}: architecture {mt!r} is not modelled by vplan and no per-tensor checkpoint metadata is "
-            "available to size it; use a safetensors checkpoint (Hub or local folder) or open an issue"
-        )
-    # Parameters per block from the stored bytes at the checkpoint's mean bytes per element (exact for
-    # single-dtype checkpoints); all counted as "other" (never quantized by vplan); KV from standard fields.
-    elems = checkpoint.params_total or checkpoint.total_bytes // 2
-    per = checkpoint.total_bytes / elems if elems else 2.0
-    blocks = tuple(Block(name, _layer_idx(name), {"other": round(b / per)}) for name, b in checkpoint.bytes_by_block.items())
-    h = c.get("hidden_size") or 0
-    H = c.get("num_attention_heads") or 1
-    KVH = c.get("num_key_value_heads") or H
-    hd = c.get("head_dim") or (h // H if h else 0)
-    L = c.get("num_hidden_layers") or sum(1 for b in blocks if b.layer_index is not None)
-    attn = tuple(AttentionLayer(i, "full", 2 * KVH * hd) for i in range(L)) if hd else ()
-    warn = (f"architecture {mt!r} is not modelled: weights from checkpoint metadata bytes per block (not quantizable "
-            f"by vplan), KV cache "
-            f"assumed full attention with {KVH} KV heads x {hd} dims, activations not estimated; treat as approximate")
-    return ModelSpec(
-        model_id=model_id, revision=revision, source=source, architecture=mt, hidden_size=h, num_layers=L, num_heads=H,
-        num_kv_heads=KVH, head_dim=hd, intermediate_size=c.get("intermediate_size") or 0, vocab_size=c.get("vocab_size") or 0,
-        tie_word_embeddings=bool(c.get("tie_word_embeddings", False)), max_position_embeddings=c.get("max_position_embeddings"),
-        config_dtype=dtype, blocks=blocks, attention=attn, moe=None, checkpoint=checkpoint, checkpoint_quant=quant,
-        known_architecture=False, warnings=(warn,), notes=notes, config=c,
-    )
-
-
-def _layer_idx(name: str) -> int | None:
-    last = name.rsplit(".", 1)[-1]
-    return int(last) if last.isdigit() else None

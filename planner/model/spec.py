@@ -1,8 +1,9 @@
 """ModelSpec: the architecture facts the memory model needs, from config.json + checkpoint metadata.
 
 Blocks are the placement units an explicit ``device_map`` names in transformers 5
-(``model.embed_tokens``, ``model.layers.N``, ``model.norm``, ``model.rotary_emb``, ``lm_head``), with
-parameter counts by weight class:
+(``model.embed_tokens``, ``model.layers.N``, ``model.norm``, ``model.rotary_emb``, ``lm_head``; a multimodal
+model loaded whole puts its text model under ``model.language_model`` and adds its vision tower and projector
+blocks, ``ModelSpec.text_prefix``), with parameter counts by weight class:
 
 - ``linear``: weights of ``nn.Linear`` modules that bitsandbytes / fine-grained fp8 replace
 - ``linear_bias``: their biases (kept in the compute dtype)
@@ -21,9 +22,9 @@ with a bare ``weight`` Parameter) are not ``nn.Linear`` and stay in the compute 
 ``*.experts`` (``FP8Experts``, fp8 weights + fp32 128x128 block scales; biased experts such as gpt-oss's
 are rejected).
 
-Buffers are counted apart from parameters (``Block.fp32_buffer_bytes``, ``compute_buffer_elements``): the
-rotary ``inv_freq``/``original_inv_freq`` (fp32 whatever the dtype), gemma's ``embed_scale`` (compute
-dtype) and DeepSeek-V3's ``e_score_correction_bias`` (``_keep_in_fp32_modules_strict``: fp32 under bf16
+Buffers are counted apart from parameters (``Block.fixed_buffer_bytes``, ``compute_buffer_elements``): the
+rotary ``inv_freq``/``original_inv_freq`` (fp32 whatever the dtype), vision position ids (int64), gemma's
+``embed_scale`` (compute dtype) and DeepSeek-V3's ``e_score_correction_bias`` (``_keep_in_fp32_modules_strict``: fp32 under bf16
 and fp16, ``modeling_utils.PreTrainedModel._get_dtype_plan``). ``fp32_if_fp16`` counts parameters kept
 in fp32 only when loading in fp16 (``_keep_in_fp32_modules``, e.g. gpt-oss norms).
 """
@@ -46,10 +47,11 @@ class Block:
     routed_expert_params: int = 0  # of params["experts"]: routed (only top_k of n are read per token)
     expert_shapes: tuple[tuple[int, int, int], ...] = ()  # (experts, out, in) of each fused expert weight
     expert_bias_params: int = 0  # of params["experts"]: expert biases (gpt-oss), not weight matrices
-    fp32_buffer_bytes: int = 0  # buffers held in fp32 whatever the load dtype
+    fixed_buffer_bytes: int = 0  # buffers whose dtype does not follow the load dtype (fp32 rotary, int64 ids)
     compute_buffer_elements: int = 0  # buffers held in the compute dtype
     fp32_if_fp16: int = 0  # parameters upcast to fp32 when loading in fp16 (_keep_in_fp32_modules)
     fp32_params: int = 0  # parameters kept in fp32 whatever the dtype (_keep_in_fp32_modules_strict), never quantized
+    runs_in_generate: bool = True  # False: never called by a text-only generate() (vision tower, projector)
 
     @cached_property
     def params_total(self) -> int:
@@ -63,7 +65,7 @@ class Block:
 @dataclass(frozen=True)
 class AttentionLayer:
     index: int
-    kind: str  # "full" | "sliding" | "mla"
+    kind: str  # "full" | "sliding" | "chunked" (Llama 4: cached like sliding, window = chunk) | "mla"
     kv_elements_per_token: int  # K+V elements one token adds to this layer's cache
     window_tokens: int | None = None  # tokens a sliding layer shows (transformers: sliding_window - 1)
     # DynamicSlidingWindowLayer keeps a *view* of the last sliding_window - 1 tokens of the tensor it
@@ -103,11 +105,30 @@ class ModelSpec:
     moe: MoeSpec | None = None
     checkpoint: CheckpointSummary | None = None
     checkpoint_quant: dict | None = None
-    known_architecture: bool = True
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     config: dict = field(default_factory=dict, compare=False, repr=False)
     transformers: str = "5.24"  # the transformers version (major.minor) whose behaviour the spec follows
+    # the text model: its layout name in model/architectures.py (architecture for a text model; e.g. gemma3_text
+    # for gemma3), its config with the config classes' defaults filled in, and where its blocks live
+    text_architecture: str = ""
+    text_config: dict = field(default_factory=dict, compare=False, repr=False)
+    text_prefix: str = "model"
+
+    @property
+    def text_arch(self) -> str:
+        return self.text_architecture or self.architecture
+
+    @property
+    def text_cfg(self) -> dict:
+        return self.text_config or self.config
+
+    def layer_block(self, index: int) -> str:
+        return f"{self.text_prefix}.layers.{index}"
+
+    @property
+    def embed_block(self) -> str:
+        return f"{self.text_prefix}.embed_tokens"
 
     @cached_property
     def params_total(self) -> int:
@@ -115,10 +136,12 @@ class ModelSpec:
 
     @cached_property
     def params_active(self) -> int:
+        """Parameters a text-only generate() computes with per token (top_k of the routed experts; no vision)."""
+        idle = sum(b.params_total for b in self.blocks if not b.runs_in_generate)
         if not self.moe or not self.moe.n_routed_experts:
-            return self.params_total
+            return self.params_total - idle
         routed = sum(b.routed_expert_params for b in self.blocks)
-        return self.params_total - routed + routed * self.moe.top_k // self.moe.n_routed_experts
+        return self.params_total - idle - routed + routed * self.moe.top_k // self.moe.n_routed_experts
 
     @property
     def params_by_class(self) -> dict[str, int]:

@@ -26,11 +26,11 @@ from vplan.planner.errors import UsageError
 from vplan.planner.hardware.gpus import GpuSpec
 from vplan.planner.memory.weights import PRECISIONS
 from vplan.planner.model import ModelSpec
+from vplan.planner.model.behaviours import behaviour, mxfp4_needs, version_text
 from vplan.planner.plan.contract import Quantization
 
 DTYPE_OF = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-MXFP4_MIN_CC = (7, 5)
-FP8_MIN_CC = (8, 9)
+FP8_MIN_CC = (8, 9)  # FP8 tensor cores (Ada, Hopper): below this vLLM runs fp8 weight-only through Marlin
 BNB = ("int8", "nf4")  # the on-load bitsandbytes quantizations of the default ladder
 NODECOMP = "int8-nodecomp"  # LLM.int8 without outlier decomposition: int8's bytes, llm_int8_threshold=0
 BNB_ALL = (*BNB, NODECOMP)
@@ -102,7 +102,7 @@ def choices(spec: ModelSpec, gpu: GpuSpec | None, *, mxfp4_kernels: bool) -> lis
     if native:
         ok, why = _native_ok(spec, native, gpu)
         if ok and native == "mxfp4" and not mxfp4_kernels:
-            add(native, True, MXFP4_UNVERIFIED, default=False)
+            add(native, True, mxfp4_unverified(spec.transformers), default=False)
         else:
             add(native, ok, why)
     prequant_fixed = method is not None and method not in ("mxfp4", "fp8")
@@ -135,18 +135,20 @@ def choices(spec: ModelSpec, gpu: GpuSpec | None, *, mxfp4_kernels: bool) -> lis
     return out
 
 
-MXFP4_UNVERIFIED = ("needs `kernels` (>=0.18.2,<0.19) and triton >= 3.4 on the nodes, which vplan cannot see from "
-                    "here: pass --mxfp4-kernels (or mxfp4_kernels = true in the cluster profile) if they have them; "
-                    "without them transformers dequantizes to bf16 while loading")
+def mxfp4_unverified(transformers: str) -> str:
+    return (f"needs {mxfp4_needs(transformers)} on the nodes, which vplan cannot see from here: pass --mxfp4-kernels "
+            "(or mxfp4_kernels = true in the cluster profile) if they have them; without them transformers "
+            "dequantizes to bf16 while loading")
 
 
 def _native_ok(spec: ModelSpec, native: str, gpu: GpuSpec | None) -> tuple[bool, str]:
     if native == "mxfp4":
         if gpu is None:
             return False, "MXFP4 stays MXFP4 only on a CUDA GPU; on CPU it loads as bf16"
-        if gpu.compute_capability < MXFP4_MIN_CC:
-            return False, f"MXFP4 kernels need compute capability >= 7.5; {gpu.name} has " \
-                          f"{'.'.join(map(str, gpu.compute_capability))}: loads as bf16"
+        min_cc = behaviour("mxfp4_requirements", spec.transformers)["min_cc"]
+        if gpu.compute_capability < min_cc:
+            return False, f"MXFP4 kernels need compute capability >= {version_text(min_cc)}; {gpu.name} has " \
+                          f"{version_text(gpu.compute_capability)}: loads as bf16"
         return True, ""
     if native == "fp8":
         return _fp8_ok(spec, gpu)
@@ -156,10 +158,11 @@ def _native_ok(spec: ModelSpec, native: str, gpu: GpuSpec | None) -> tuple[bool,
 
 
 def _fp8_ok(spec: ModelSpec, gpu: GpuSpec | None) -> tuple[bool, str]:
-    if gpu is None or not gpu.fp8:
+    min_cc = behaviour("fp8_min_cc", spec.transformers)
+    if gpu is None or gpu.compute_capability < min_cc:
         where = gpu.name if gpu else "CPU"
-        return False, f"fp8 weights need compute capability >= 8.9 (Ada/Hopper); {where} has none"
-    if any(b.expert_bias_params for b in spec.blocks):
+        return False, f"fp8 weights need compute capability >= {version_text(min_cc)} (Ada/Hopper); {where} has none"
+    if behaviour("fp8_rejects_biased_experts", spec.transformers) and any(b.expert_bias_params for b in spec.blocks):
         return False, "transformers' FP8Experts does not support biased experts (gpt-oss): use mxfp4 or bf16"
     return True, ""
 
@@ -227,14 +230,15 @@ def conditions(spec: ModelSpec, precision: str) -> tuple[str, ...]:
     """What must hold on the node for the plan to be right (shown with the plan)."""
     out = []
     if precision == "mxfp4":
-        out.append("MXFP4 stays MXFP4 only with CUDA CC >= 7.5, triton >= 3.4 and `kernels` (>=0.18.2,<0.19) on the "
-                   "node; otherwise transformers dequantizes to bf16 while loading (see the bf16 plan)")
+        out.append(f"MXFP4 stays MXFP4 only with {mxfp4_needs(spec.transformers)} on the node; otherwise transformers "
+                   "dequantizes to bf16 while loading (see the bf16 plan)")
     if precision == NODECOMP:
         out.append(NODECOMP_CONDITION)
     if precision in BNB_ALL:
         out.append("bitsandbytes must be installed on the node")
     if precision == "fp8" and checkpoint_method(spec) != "fp8":
-        out.append("fp8 quantization on load needs a GPU with compute capability >= 8.9")
+        out.append(f"fp8 quantization on load needs a GPU with compute capability >= "
+                   f"{version_text(behaviour('fp8_min_cc', spec.transformers))}")
     if precision.startswith(("gptq", "awq")):
         out.append("gptqmodel must be installed on the node")
     return tuple(out)

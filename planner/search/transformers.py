@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from vplan.planner.hardware.cluster import ClusterProfile, Partition
 from vplan.planner.memory import activations, host as hostmod, kv, overhead, weights
 from vplan.planner.model import ModelSpec
+from vplan.planner.model.behaviours import behaviour, version_of_requirement, version_text
 from vplan.planner.plan.contract import ClusterShape, DeviceBudget, Plan, Rejection, Requirement
 from vplan.planner.search import precision as policy
 from vplan.planner.search.placement import Placement, PlacementItem, place
@@ -50,14 +51,14 @@ def tables(spec: ModelSpec, precision: str, wl) -> Tables:
 
 
 def _items(spec: ModelSpec, t: Tables, n_gpus: int) -> list[PlacementItem]:
-    tied_head = spec.tie_word_embeddings and "model.embed_tokens" in t.w_gpu
+    tied_head = spec.tie_word_embeddings and spec.embed_block in t.w_gpu
     return [PlacementItem(
         name=b.name,
         gpu_bytes=t.w_gpu[b.name] + t.kv.get(b.name, 0),
         cpu_bytes=t.w_cpu[b.name] + (t.kv.get(b.name, 0) if n_gpus == 0 else 0),
         disk_bytes=t.w_cpu[b.name] if t.writes_offload_folder else 0,
         kv_bytes=t.kv.get(b.name, 0),
-        follows="model.embed_tokens" if (tied_head and b.name == "lm_head") else None,
+        follows=spec.embed_block if (tied_head and b.name == "lm_head") else None,
     ) for b in spec.blocks]
 
 
@@ -78,8 +79,10 @@ def requirements(precision: str, transformers_spec: str) -> dict[str, Requiremen
     if precision in policy.BNB_ALL or precision.startswith("bnb"):
         req["bitsandbytes"] = Requirement(">=0.45", f"{precision} weights")
     if precision == "mxfp4":
-        req["kernels"] = Requirement(">=0.18.2,<0.19", "MXFP4 kept on the GPU")
-        req["triton"] = Requirement(">=3.4", "MXFP4 kept on the GPU")
+        mx = behaviour("mxfp4_requirements", version_of_requirement(transformers_spec))
+        req["kernels"] = Requirement(f">={version_text(mx['kernels'][0])},<{version_text(mx['kernels'][1])}",
+                                     "MXFP4 kept on the GPU")
+        req["triton"] = Requirement(f">={version_text(mx['triton_min'])}", "MXFP4 kept on the GPU")
     if precision.startswith(("gptq", "awq")):
         req["gptqmodel"] = Requirement(">=2.0", f"{precision} checkpoint")
     return req

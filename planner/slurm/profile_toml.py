@@ -17,6 +17,7 @@ from vplan.planner.files import read_user_file
 from vplan.planner.hardware.cluster import (DEFAULT_SCRATCH_BYTES_PER_S, DEFAULT_STORAGE, MAX_GPUS_PER_NODE,
                                             STORAGE_BYTES_PER_S, ClusterProfile, Partition)
 from vplan.planner.hardware.gpus import GpuSpec, find_gpu
+from vplan.planner.model.behaviours import DEFAULT_TRANSFORMERS, mxfp4_needs
 from vplan.planner.slurm.safety import CONTROL_RE, GRES_TYPE_RE, IFNAME_RE, NAME_RE
 from vplan.planner.units import GB, GB_S, MIB, parse_duration_s, parse_size_bytes
 
@@ -274,7 +275,7 @@ def profile_to_toml(profile: ClusterProfile, comments: dict[str, tuple[str, ...]
         out.append(f"storage_gb_per_s = {_gb_s(profile.storage_bytes_per_s)}")
     if profile.scratch_bytes_per_s != DEFAULT_SCRATCH_BYTES_PER_S:
         out.append(f"scratch_gb_per_s = {_gb_s(profile.scratch_bytes_per_s)}")
-    out.append("# the nodes have `kernels` (>=0.18.2,<0.19) and triton >= 3.4, so gpt-oss stays MXFP4 on the GPU")
+    out.append(f"# the nodes have {mxfp4_needs(DEFAULT_TRANSFORMERS)}, so gpt-oss stays MXFP4 on the GPU")
     out.append(f"mxfp4_kernels = {str(profile.mxfp4_kernels).lower()}")
     out.append(_or_example("network_interface", profile.network_interface,
                            '"ib0"   # NCCL/GLOO interface for multi-node jobs; unset: their defaults'))

@@ -56,7 +56,8 @@ def _move(obj, device: torch.device):
 
 
 def _move_kwargs(kwargs: dict, device: torch.device) -> dict:
-    return {k: (v if k == "past_key_values" else _move(v, device)) for k, v in kwargs.items()}
+    # the cache stays where each layer wrote it (kwarg `past_key_values`, `cache` from transformers 5.24 on)
+    return {k: (v if k in ("past_key_values", "cache") else _move(v, device)) for k, v in kwargs.items()}
 
 
 def _weights_device(module: torch.nn.Module) -> torch.device | None:

@@ -1,6 +1,8 @@
 """Exact GPU tensor-memory peak of a planned ``generate()``, simulated on a CPU with fake CUDA tensors.
 
-The real transformers model is built from the config on the meta device (no init kernels, ties kept),
+The real transformers model is built from the config on the meta device (no init kernels, ties kept), of the class
+the runtime loads (``runtime/transformers/load.py auto_model_class``: the whole multimodal model, or Llama 4's text
+model) and with ``lm_head`` tied as ``from_pretrained`` ties it (planner/model/multimodal.py ``with_loaded_tie``),
 every parameter and buffer is swapped for an uninitialised FakeTensor on its mapped fake device
 (``cuda:N``), and the workload (prefill of the prompt + decode steps, batch, dtype, attention) runs through
 the real ``model.generate()``. A TorchDispatchMode counts live storage bytes per device, rounded to 512 B as
@@ -29,19 +31,20 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from vplan.planner.errors import SimulationUnsupportedError
-from vplan.planner.memory.activations import EAGER_ONLY
+from vplan.planner.model.behaviours import behaviour
+from vplan.planner.model.multimodal import with_loaded_tie
 from vplan.planner.plan import Plan
 
 from vplan.runtime.sim import guard as _fake_cuda_guard
 from vplan.runtime.sim.cuda import CudaShim, h100_properties
 from vplan.runtime.sim.place import OFFLOAD, dispatch_hooks, main_gpu, mapped_device, normalize_device_map, torch_device
 from vplan.runtime.sim.track import LiveBytesTracker, ProvenanceOracle, kv_tagging
+from vplan.runtime.transformers.load import auto_model_class
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 PRECISION_OF_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 DEQUANTIZED_AS_BF16 = ("mxfp4", "fp8")  # transformers dequantizes these checkpoints to bf16 without their kernels
 MAX_DECODE_STEPS = 16
-EAGER_WHY = {"gpt_oss": "attention sinks", "gemma2": "attention logit soft-capping"}
 
 
 @dataclass(frozen=True)
@@ -109,9 +112,10 @@ def build_fake_model(config: dict, *, dtype: torch.dtype, attn_implementation: s
 
     dmap = device_map or {}
     default = main_gpu(dmap)
-    conf = transformers.AutoConfig.for_model(**config)
+    conf = transformers.AutoConfig.for_model(**with_loaded_tie(config, transformers.__version__))
     with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(conf, dtype=dtype, attn_implementation=attn_implementation)
+        model = auto_model_class(conf.model_type).from_config(conf, dtype=dtype,
+                                                              attn_implementation=attn_implementation)
     model.eval()
     memo: dict[int, torch.Tensor] = {}
     with fake:
@@ -179,9 +183,13 @@ def simulate(config: dict, *, batch: int, prompt_tokens: int, new_tokens: int, d
     config, notes = simulatable_config(config, dtype=dtype, precision=precision)
     if attn_implementation not in ("sdpa", "eager"):
         raise SimulationUnsupportedError(f"attention {attn_implementation!r} cannot be simulated; use sdpa or eager")
+    import transformers
+
     mt = config.get("model_type")
-    if mt in EAGER_ONLY and attn_implementation != "eager":
-        notes.append(f"{mt} has no sdpa path in transformers 5 ({EAGER_WHY.get(mt, 'no sdpa kernel')}): simulated eager")
+    eager_only = behaviour("eager_only", transformers.__version__)
+    if mt in eager_only and attn_implementation != "eager":
+        notes.append(f"{mt} has no sdpa path in transformers {transformers.__version__} ({eager_only[mt]}): "
+                     "simulated eager")
         attn_implementation = "eager"
     dmap = normalize_device_map(device_map)
     if any(d in OFFLOAD for d in dmap.values()):
@@ -202,7 +210,7 @@ def simulate(config: dict, *, batch: int, prompt_tokens: int, new_tokens: int, d
     place = dispatch_hooks(model, dmap, tracker, notes) if dmap else contextlib.nullcontext()
     with fake, CudaShim(guard), h100_properties(), place:
         run_generate(model, tracker, batch=batch, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
-                     vocab_size=conf.vocab_size, device=first if first.type == "cuda" else torch.device("cuda:0"))
+                     vocab_size=conf.get_text_config().vocab_size, device=first if first.type == "cuda" else torch.device("cuda:0"))
     gpus = {d: b for d, b in tracker.peak.items() if d.isdigit()}
     top = max(gpus, key=lambda d: (gpus[d], -int(d)))
     per = {d: {c: tracker.peak_cats.get(d, {}).get(c, 0) for c in ("weights", "kv", "activations")}

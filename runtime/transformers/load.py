@@ -61,8 +61,22 @@ def quantization_config(plan: Plan):
                             "re-create the plan with `vplan plan`") from None
 
 
+def auto_model_class(model_type: str | None):
+    """The Auto class a config loads with, here and in the simulator: ``AutoModelForCausalLM`` where transformers
+    maps the model type (text models; gemma3 gives its whole multimodal model, llama4 its text model only), else
+    ``AutoModelForImageTextToText`` where that maps it (mistral3, qwen2_5_vl, ...), else ``AutoModelForCausalLM``
+    (remote code). The planner sizes the same class (planner/model/behaviours.py ``causal_lm_multimodal``)."""
+    import transformers
+    from transformers.models.auto import modeling_auto
+
+    if model_type not in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and \
+            model_type in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        return transformers.AutoModelForImageTextToText
+    return transformers.AutoModelForCausalLM
+
+
 def build_from_pretrained_kwargs(plan: Plan, *, local: bool = False, env=None) -> dict:
-    """The keyword arguments for ``AutoModelForCausalLM.from_pretrained``, from the plan only.
+    """The keyword arguments for ``from_pretrained`` of :func:`auto_model_class`, from the plan only.
 
     ``local``: loading from a folder, where a Hub revision means nothing and is left out.
     """
@@ -133,7 +147,7 @@ def load_planned(plan_or_path: Plan | str | os.PathLike, *, model_path: str | No
     plan = plan_or_path if isinstance(plan_or_path, Plan) else read_plan(plan_or_path)
     ensure_expandable_segments()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     _quiet_bitsandbytes_cast_warning()
     source = str(model_path) if model_path else plan.model_id
@@ -164,7 +178,8 @@ def load_planned(plan_or_path: Plan | str | os.PathLike, *, model_path: str | No
         tokenizer = AutoTokenizer.from_pretrained(source, **tok_kw)
         rss0 = rss_bytes()
         t0 = time.perf_counter()
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = auto_model_class((plan.config or {}).get("model_type") or plan.architecture).from_pretrained(
+            source, **kwargs)
         load_s = time.perf_counter() - t0
         rss_delta = rss_bytes() - rss0
     except Exception as e:

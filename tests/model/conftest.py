@@ -24,11 +24,21 @@ def default_config(model_type: str, **over) -> dict:
     return d
 
 
+def loaded_config(cfg: dict):
+    """The transformers config of ``cfg`` with lm_head tied as from_pretrained ties it, and the Auto class the runtime
+    loads it with (the truth for multimodal configs is the class the runtime loads, not AutoModelForCausalLM)."""
+    from vplan.planner.model.multimodal import with_loaded_tie
+    from vplan.runtime.transformers.load import auto_model_class
+
+    cfg = {k: v for k, v in cfg.items() if k not in ("quantization_config", "_comment")}
+    conf = transformers.AutoConfig.for_model(**with_loaded_tie(cfg, transformers.__version__))
+    return conf, auto_model_class(conf.model_type)
+
+
 def meta_model(cfg: dict, dtype=None):
-    cfg = {k: v for k, v in cfg.items() if k != "quantization_config"}
-    conf = transformers.AutoConfig.for_model(**cfg)
+    conf, auto = loaded_config(cfg)
     with torch.device("meta"):
-        return transformers.AutoModelForCausalLM.from_config(conf, dtype=dtype or torch.bfloat16)
+        return auto.from_config(conf, dtype=dtype or torch.bfloat16)
 
 
 def spec_of(mid: str, cfg: dict, checkpoint=None):
@@ -83,9 +93,9 @@ def shrink(cfg: dict, layers: int) -> dict:
 def cpu_model(cfg: dict):
     """A real CPU model without paying for random init: meta -> empty storage -> zeros (values do not
     change cache shapes); rotary buffers recomputed by the model's own init."""
-    conf = transformers.AutoConfig.for_model(**cfg)
+    conf, auto = loaded_config(cfg)
     with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(conf, dtype=torch.bfloat16)
+        model = auto.from_config(conf, dtype=torch.bfloat16)
     model = model.to_empty(device="cpu").eval()
     with torch.no_grad():
         for p in model.parameters():

@@ -14,8 +14,10 @@ VARIANTS = {
     "mixtral": {}, "qwen2": {}, "qwen2+tied": {"tie_word_embeddings": True},
     "qwen3": {}, "qwen3+bias": {"attention_bias": True},
     "qwen3_moe": {}, "qwen3_moe+mlp_only+step2": {"mlp_only_layers": [0, 5], "decoder_sparse_step": 2},
-    "deepseek_v2": {}, "deepseek_v2+q_lora+bias": {"q_lora_rank": 1536, "attention_bias": True, "mlp_bias": True,
-                                                   "first_k_dense_replace": 2, "n_shared_experts": 2},
+    # DeepseekV2Config() leaves num_experts_per_tok None (its MoE forward needs it): the published 6
+    "deepseek_v2": {"num_experts_per_tok": 6},
+    "deepseek_v2+q_lora+bias": {"q_lora_rank": 1536, "attention_bias": True, "mlp_bias": True, "first_k_dense_replace": 2,
+                                "n_shared_experts": 2, "num_experts_per_tok": 6},
     "deepseek_v3": {}, "deepseek_v3+no_q_lora": {"q_lora_rank": None, "first_k_dense_replace": 1},
     "gpt_oss": {}, "phi3": {}, "phi3+gqa": {"num_key_value_heads": 8},
     "gemma2": {}, "gemma2+bias": {"attention_bias": True}, "gemma3_text": {},
@@ -97,23 +99,23 @@ def test_deepseek_v25_meta_build_is_fast_and_exact():
     assert spec_of("d", cfg).params_total == sum(p.numel() for p in model.parameters()) == 235_741_434_880
 
 
-def test_unknown_architecture_falls_back_to_checkpoint_bytes_with_warning():
+def test_an_architecture_vplan_cannot_derive_is_refused_never_planned():
+    """No fallback that would size weights and call a model "fits" without its KV cache and activations."""
     from vplan.planner.source.checkpoint import summarize_tensors
 
-    ck = summarize_tensors([("model.embed_tokens.weight", "BF16", [100, 64]), ("model.layers.0.mixer.w", "BF16", [64, 64]),
-                            ("model.layers.1.mixer.w", "F32", [64, 64]), ("lm_head.weight", "BF16", [100, 64])])
-    spec = spec_of("x/y", {"model_type": "mamba9", "hidden_size": 64, "num_hidden_layers": 2}, ck)
-    assert not spec.known_architecture and spec.warnings and "not modelled" in spec.warnings[0]
-    assert {b.name for b in spec.blocks} == {"model.embed_tokens", "model.layers.0", "model.layers.1", "lm_head"}
-    assert memory.weight_bytes(spec, "int8") == ck.total_bytes  # never "quantized" blindly
-    with pytest.raises(UnsupportedModelError) as e:
-        spec_of("x/y", {"model_type": "mamba9"}, None)
-    assert isinstance(e.value, VplanError) and "mamba9" in e.value.message
+    ck = summarize_tensors([("model.embed_tokens.weight", "BF16", [100, 64]), ("model.layers.0.mixer.w", "BF16", [64, 64])])
+    for checkpoint in (ck, None):
+        with pytest.raises(UnsupportedModelError) as e:
+            spec_of("x/y", {"model_type": "mamba9", "hidden_size": 64, "num_hidden_layers": 2}, checkpoint)
+        assert isinstance(e.value, VplanError) and "mamba9" in e.value.message
+        assert "cannot be derived" in e.value.message and "gemma3" in e.value.message
     assert block_of("model.layers.1.mixer.w") == "model.layers.1"
 
 
-def test_multimodal_gemma3_is_not_silently_sized_as_text():
-    with pytest.raises(UnsupportedModelError):
-        spec_of("google/gemma-3-4b-it", default_config("gemma3"))
+def test_moe_without_top_k_takes_the_class_default_or_is_refused():
+    from vplan.planner.errors import MalformedConfigError
 
-
+    cfg = {k: v for k, v in catalog_config("Qwen/Qwen3-30B-A3B").items() if k != "num_experts_per_tok"}
+    assert spec_of("q", cfg).moe.top_k == 8  # Qwen3MoeConfig's default
+    with pytest.raises(MalformedConfigError, match="num_experts_per_tok"):
+        spec_of("d", {k: v for k, v in catalog_config("deepseek-ai/DeepSeek-V2-Lite").items() if k != "num_experts_per_tok"})

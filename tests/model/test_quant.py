@@ -15,7 +15,12 @@ def _quantized_meta(cfg, qconfig, pre_quantized=False):
 
     model = meta_model(cfg)
     hq = AutoHfQuantizer.from_config(qconfig, pre_quantized=pre_quantized)
-    hq.preprocess_model(model, device_map="auto")
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)  # from_pretrained replaces modules under the load dtype (local_torch_dtype)
+    try:
+        hq.preprocess_model(model, device_map="auto")
+    finally:
+        torch.set_default_dtype(prev)
     return model, hq
 
 
@@ -143,3 +148,36 @@ def test_cpu_offload_fp32_is_four_bytes_a_parameter():
     assert memory.weight_bytes(spec, "bf16") > memory.weight_bytes(spec, "int8") > memory.weight_bytes(spec, "nf4")
     with pytest.raises(ValueError):
         memory.weight_bytes(spec, "int3")
+
+
+def test_fp8_checkpoint_dequantized_to_fp32_as_the_installed_transformers_loads_it(tmp_path):
+    """A tiny fine-grained FP8 checkpoint (Linear weights e4m3 + fp32 32x32 block scales, the rest bf16) loaded on a
+    CPU in fp32 is dequantized: the Linears become fp32 in both releases; the unscaled tensors (embeddings, norms,
+    lm_head) stay bf16 in 5.23 and become fp32 in 5.24 (behaviour fp8_dequant_unscaled_take_load_dtype)."""
+    import json
+
+    import transformers
+    from safetensors.torch import save_file
+
+    cfg = dict(default_config("llama"), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+               num_attention_heads=4, num_key_value_heads=2, vocab_size=256)
+    conf = transformers.AutoConfig.for_model(**cfg)
+    model = transformers.AutoModelForCausalLM.from_config(conf, dtype=torch.bfloat16)
+    lin = {n for n, m in model.named_modules() if type(m) is torch.nn.Linear and n != "lm_head"}
+    sd = {}
+    for n, t in model.state_dict().items():
+        if n.rsplit(".", 1)[0] in lin and n.endswith(".weight"):
+            o, i = t.shape
+            blocks = t.float().reshape(o // 32, 32, i // 32, 32)
+            scale = blocks.abs().amax(dim=(1, 3)).clamp(min=1e-6) / 448.0
+            sd[n] = (blocks / scale[:, None, :, None]).reshape(o, i).to(torch.float8_e4m3fn).contiguous()
+            sd[n.replace(".weight", ".weight_scale_inv")] = scale.contiguous()
+        else:
+            sd[n] = t.contiguous().clone()
+    save_file(sd, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    quant = {"quant_method": "fp8", "weight_block_size": [32, 32], "activation_scheme": "dynamic"}
+    (tmp_path / "config.json").write_text(json.dumps({**conf.to_dict(), "quantization_config": quant}))
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32)
+    truth = sum(t.numel() * t.element_size() for t in list(loaded.parameters()) + list(loaded.buffers()))
+    spec = spec_of("fp8", {**cfg, "quantization_config": quant})
+    assert memory.weight_bytes(spec, "fp32") == truth

@@ -58,7 +58,15 @@ def test_within_bounds_of_every_reference_peak(row):
 def test_recorded_sweep_covers_every_architecture_in_scope():
     archs = {_config(r["model"]).get("model_type") for r in ROWS}
     assert {"llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v2", "gpt_oss", "phi3", "mixtral", "gemma2",
-            "gemma3_text"} <= archs
+            "gemma3_text", "gemma3", "mistral3", "llama4", "qwen2_5_vl", "qwen3_vl"} <= archs
+
+
+@pytest.mark.parametrize("model", ["fixture:gemma-3-4b", "fixture:gemma-3-27b", "fixture:gemma3-default"])
+def test_gemma3_multimodal_rows_cover_every_prompt_and_attention(model):
+    """issue 9: a Gemma 3 multimodal config planned from config.json within 2 % of the simulated generate() peak at
+    prompts of 512, 4,096 and 32,768 tokens, sdpa and eager (each row is checked by the sweep test above)."""
+    have = {(r["prompt_tokens"], r["attn"]) for r in ROWS if r["model"] == model}
+    assert have >= {(p, a) for p in (512, 4096, 32768) for a in ("sdpa", "eager")}
 
 
 def test_mla_expands_the_latent_per_head_for_every_cached_token():
