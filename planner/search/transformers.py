@@ -21,7 +21,10 @@ from vplan.planner.search.speed import SpeedInputs, estimate_speed, prefill_flop
 from vplan.planner.units import GIB
 
 OFFLOAD_MODES = ("none", "cpu", "disk")
-CACHE_DTYPE_BYTES = 2  # the KV cache is held in the compute dtype (bf16/fp16)
+def compute_bytes(precision: str) -> int:
+    """Bytes per element of the compute dtype, which the KV cache and the activations are held in: fp32 plans
+    compute in fp32, every other precision (quantized ones included) in bf16/fp16."""
+    return 4 if precision == "fp32" else 2
 # precisions whose nn.Linear layers run a quantized kernel (a host cost per call; see speed.CALL_HOST_S)
 QUANTIZED_LINEARS = ("int8", "int8-nodecomp", "nf4", "fp8", "bnb-int8", "bnb-nf4", "gptq-int4", "gptq-int8", "awq-int4")
 
@@ -42,10 +45,11 @@ def tables(spec: ModelSpec, precision: str, wl) -> Tables:
     return Tables(
         w_gpu=weights.weight_bytes_by_block(spec, mem),
         w_cpu=weights.weight_bytes_by_block(spec, mem, cpu_offload_fp32=precision in policy.BNB_ALL),
-        kv=kv.kv_cache_bytes_by_block(spec, wl.context_tokens, wl.batch, CACHE_DTYPE_BYTES, prompt_tokens=wl.prompt_tokens),
+        kv=kv.kv_cache_bytes_by_block(spec, wl.context_tokens, wl.batch, compute_bytes(precision),
+                                      prompt_tokens=wl.prompt_tokens),
         act=activations.activation_peak_bytes(spec, batch=wl.batch, prompt_tokens=wl.prompt_tokens,
                                               attn_implementation=wl.attn_implementation,
-                                              dtype_bytes=CACHE_DTYPE_BYTES).peak_bytes,
+                                              dtype_bytes=compute_bytes(precision)).peak_bytes,
         writes_offload_folder=hostmod.needs_offload_folder(spec, precision),
     )
 
@@ -127,7 +131,7 @@ def build_candidate(spec: ModelSpec, profile: ClusterProfile, part: Partition, p
         host_ram_bytes=cpu.total_bytes if cpu else host.process_bytes + host.load_peak_bytes,
         disk_bytes=pl.disk_bytes, hub_cache_bytes=spec.checkpoint_bytes, checkpoint_bytes=spec.checkpoint_bytes,
         params_total=spec.params_total, params_active=spec.params_active,
-        kv_bytes_per_token=kv.kv_bytes_per_token(spec, CACHE_DTYPE_BYTES), kv_cache_bytes=sum(t.kv.values()),
+        kv_bytes_per_token=kv.kv_bytes_per_token(spec, compute_bytes(precision)), kv_cache_bytes=sum(t.kv.values()),
         workload=wl, speed=sp, cluster=cluster_shape(profile, part), config=spec.config,
         requirements=requirements(precision, opts.transformers_spec),
         conditions=policy.conditions(spec, precision), warnings=tuple(spec.warnings),
@@ -174,7 +178,8 @@ def _speed(spec, profile, part, t: Tables, pl: Placement, n_gpus, gpu, precision
     on_gpu_set = set(on_gpu)
     quantized = [b for b in spec.blocks if b.name in on_gpu_set] if precision in QUANTIZED_LINEARS else []
     mean_context = wl.prompt_tokens + wl.max_new_tokens // 2
-    kv_mean = kv.kv_cache_bytes_by_block(spec, mean_context, wl.batch, CACHE_DTYPE_BYTES, prompt_tokens=wl.prompt_tokens)
+    kv_mean = kv.kv_cache_bytes_by_block(spec, mean_context, wl.batch, compute_bytes(precision),
+                                         prompt_tokens=wl.prompt_tokens)
     return estimate_speed(SpeedInputs(
         gpu=gpu, gpus=n_gpus,
         gpu_read_bytes_per_step=read_bytes_per_step(spec, t.w_gpu, on_gpu, wl.batch),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 from vplan.planner.errors import PreflightError
+from vplan.planner.model.behaviours import DEFAULT_TRANSFORMERS, behaviour, version_of_requirement
 from vplan.planner.plan.contract import Plan
 from vplan.planner.source.hf_cache import hub_cache_dir, is_offline, offline_variable, snapshot_dir
 from vplan.planner.source.local import missing_model_files
@@ -109,11 +110,17 @@ def _check_packages(plan: Plan) -> list[Check]:
 
 
 def _capability_needed(plan: Plan) -> tuple[tuple[int, int], str] | None:
+    """The compute capability the plan's precision needs, from the behaviour table of the transformers release the
+    plan was made for (vLLM plans: the engine's own rules, checked by the vLLM preflight)."""
+    if plan.engine != "transformers":
+        return None
+    req = plan.requirements.get("transformers")
+    version = version_of_requirement(req.spec) if req and req.spec else DEFAULT_TRANSFORMERS
     q = plan.quantization
     if plan.precision == "fp8":
-        return (8, 9), "fp8 weights"
+        return tuple(behaviour("fp8_min_cc", version)), "fp8 weights"
     if q and q.method == "mxfp4" and not q.config.get("dequantize", False):
-        return (7, 5), "MXFP4 kernels"
+        return tuple(behaviour("mxfp4_requirements", version)["min_cc"]), "MXFP4 kernels"
     if plan.dtype == "bfloat16":
         return (8, 0), "bfloat16"
     return None

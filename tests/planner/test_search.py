@@ -107,3 +107,11 @@ def test_more_gpus_never_unfit(specs, n, key, gpu):
     if a.plan.status == "fits":
         b = _check(specs[key], profile_for_gpu(gpu, n + 1), no_offload=True)
         assert b.plan.status == "fits"
+
+
+def test_fp32_plans_hold_the_kv_cache_in_fp32(specs):
+    prof = profile_for_gpu("H200", 8)
+    bf16 = _check(specs["ds7"], prof, precision="bf16").plan
+    fp32 = _check(specs["ds7"], prof, precision="fp32").plan
+    assert fp32.kv_bytes_per_token == 2 * bf16.kv_bytes_per_token
+    assert fp32.kv_cache_bytes == 2 * bf16.kv_cache_bytes
