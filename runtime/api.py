@@ -6,7 +6,8 @@
 """
 from __future__ import annotations
 
-from vplan.runtime.transformers.generate import done_ids, generate_record, read_records, run_records
+from vplan.runtime.records import done_ids, read_records
+from vplan.runtime.transformers.generate import generate_record, run_records
 from vplan.runtime.transformers.load import build_from_pretrained_kwargs, load_planned
 from vplan.runtime.preflight import Check, GpuInfo, PreflightReport, run_preflight
 from vplan.runtime.report import DeviceMeasure, LoadReport, RunReport

@@ -78,7 +78,8 @@ def run_cmd(plan_file, prompt, input_path, output_path, max_new_tokens, do_sampl
         raise UsageError("--temperature only applies with --do-sample (decoding is greedy otherwise)")
     from vplan.planner.plan import read_plan
 
-    from vplan.runtime.transformers.generate import read_records, run_records
+    from vplan.runtime.records import read_records
+    from vplan.runtime.transformers.generate import run_records
     from vplan.runtime.transformers.load import load_planned
     from vplan.runtime.preflight import run_preflight
     from vplan.runtime.report import stderr_log
