@@ -3,10 +3,12 @@
     from vplan.planner import check, CheckOptions
     report = check(["Qwen/Qwen3-32B"])            # default nodes, default workload
     report.results[0].plan.status                   # "fits"
+    check(["deepseek-ai/DeepSeek-V2.5"], options=CheckOptions(search=SearchOptions(engine="vllm")))
     report.to_dict()                                # the `vplan check --json` contract
 
-``check`` runs the pipeline once per model: source (Hub, caches, catalog, folder) -> ModelSpec -> search ->
-the chosen plan with every alternative, and the catalog setups that would run it when nothing fits here.
+``check`` runs the pipeline once per model: source (Hub, caches, catalog, folder) -> ModelSpec -> search (per
+engine: transformers, vLLM, or both) -> the chosen plan with every alternative, and the catalog setups that would
+run it when nothing fits here. ``results`` hold one entry per model and engine, model by model.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from vplan.planner.model import build_spec
 from vplan.planner.plan.contract import Plan
 from vplan.planner.search.core import CheckResult, SearchOptions, search
 from vplan.planner.search.matrix import suggest_hardware
+from vplan.planner.search.vllm import search_vllm
 from vplan.planner.source import resolve_model
 
 
@@ -43,23 +46,45 @@ class CheckReport:
         return check_report_dict(self)
 
 
-def check_one(ref: str, profile: ClusterProfile | None = None, options: CheckOptions | None = None) -> CheckResult:
+ENGINES = ("transformers", "vllm")
+
+
+def engines_of(options: CheckOptions) -> tuple[str, ...]:
+    """The engines ``options`` asks for, in display order ("all": both)."""
+    e = options.search.engine
+    return ENGINES if e == "all" else (e,)
+
+
+def check_engines(ref: str, profile: ClusterProfile | None = None,
+                  options: CheckOptions | None = None) -> tuple[CheckResult, ...]:
+    """One result per engine asked for (the model is resolved once)."""
     profile = profile or default_profile()
     options = options or CheckOptions()
     src = resolve_model(ref, revision=options.revision, offline=options.offline)
     spec = build_spec(src.model_id, src.revision, src.source, src.config, src.checkpoint, notes=src.notes,
                       transformers=options.search.transformers)
-    res = search(spec, profile, options.search)
-    if options.suggest and not res.plan.fits:
-        res = replace(res, suggestions=suggest_hardware(spec, options.search))
-    return res
+    out = []
+    for engine in engines_of(options):
+        if engine == "vllm":
+            out.append(search_vllm(spec, profile, options.search))
+            continue
+        res = search(spec, profile, options.search)
+        if options.suggest and not res.plan.fits:
+            res = replace(res, suggestions=suggest_hardware(spec, replace(options.search, engine="transformers")))
+        out.append(res)
+    return tuple(out)
+
+
+def check_one(ref: str, profile: ClusterProfile | None = None, options: CheckOptions | None = None) -> CheckResult:
+    """The result of the first engine asked for (``--engine all``: transformers)."""
+    return check_engines(ref, profile, options)[0]
 
 
 def check(refs: Sequence[str], profile: ClusterProfile | None = None, options: CheckOptions | None = None) -> CheckReport:
     """Plan every model in ``refs`` on ``profile`` (default: the problem statement's nodes)."""
     profile = profile or default_profile()
     options = options or CheckOptions()
-    return CheckReport(profile, options, tuple(check_one(r, profile, options) for r in refs))
+    return CheckReport(profile, options, tuple(res for r in refs for res in check_engines(r, profile, options)))
 
 
 def plan_for(ref: str, profile: ClusterProfile | None = None, options: CheckOptions | None = None) -> Plan:

@@ -1,7 +1,9 @@
 """The `vplan check --json` contract: a check report as plain JSON (bytes as integers, speeds as numbers).
 
-Top level: ``models`` (one entry per model: facts, the chosen ``plan`` summary, ``alternatives``, ``refused``
-precisions, ``suggestions``), ``cluster`` and ``workload``. Every size is in bytes (``*_bytes``); every list of
+Top level: ``models`` (one entry per model and engine: facts, the chosen ``plan`` summary, ``alternatives``,
+``refused`` precisions, ``suggestions``), ``cluster``, ``workload``, ``engine`` and ``comparison`` (per model checked
+with both engines: job time, GPU-hours and the faster engine), ``experiment`` (per engine: summed job time and
+GPU-hours of the runnable models, and those that do not run). Every size is in bytes (``*_bytes``); every list of
 GPU figures has one entry per GPU of every node the plan uses.
 """
 from __future__ import annotations
@@ -36,9 +38,37 @@ def plan_summary(p: Plan) -> dict:
         "job_seconds": round(p.speed.job_seconds(p.workload.requests), 1),
         "gpu_hours": round(p.speed.job_seconds(p.workload.requests) * p.gpus * p.nodes / 3600, 3),
         "conditions": list(p.conditions),
-        **({"tensor_parallel_size": p.vllm.tensor_parallel_size, "pipeline_parallel_size": p.vllm.pipeline_parallel_size,
-            "kv_cache_tokens": p.vllm.kv_cache_tokens, "max_concurrency": p.vllm.max_concurrency} if p.vllm else {}),
+        **_vllm_summary(p),
     }
+
+
+def _vllm_summary(p: Plan) -> dict:
+    """vLLM's parallel shape and KV pool (null for transformers plans): TP/PP sizes, the KV tokens the engine will
+    report, the requests of max_model_len tokens it holds at once, and the vLLM version modelled."""
+    v = p.vllm
+    return {"tensor_parallel_size": v.tensor_parallel_size if v else None,
+            "pipeline_parallel_size": v.pipeline_parallel_size if v else None,
+            "kv_cache_tokens": v.kv_cache_tokens if v else None, "max_concurrency": v.max_concurrency if v else None,
+            "vllm_version": v.version if v else None}
+
+
+def engine_comparison(report) -> list[dict]:
+    """Per model checked with more than one engine: each engine's status, job seconds and GPU-hours, and which one
+    runs the workload faster (runnable plans only)."""
+    by_model: dict[str, list] = {}
+    for r in report.results:
+        by_model.setdefault(r.spec.model_id, []).append(r.plan)
+    out = []
+    for model, plans in by_model.items():
+        if len(plans) < 2:
+            continue
+        rows = {p.engine: {"status": p.status, "job_seconds": round(p.speed.job_seconds(p.workload.requests), 1),
+                           "gpu_hours": round(p.speed.job_seconds(p.workload.requests) * p.gpus * p.nodes / 3600, 3),
+                           "nodes": p.nodes, "gpus": p.gpus} for p in plans}
+        ok = [p for p in plans if p.fits]
+        fastest = min(ok, key=lambda p: p.speed.job_seconds(p.workload.requests)).engine if ok else None
+        out.append({"model": model, "engines": rows, "faster_engine": fastest})
+    return out
 
 
 def check_report_dict(report) -> dict:
@@ -73,4 +103,23 @@ def check_report_dict(report) -> dict:
                      "max_new_tokens": wl.max_new_tokens, "requests": wl.requests,
                      "attn_implementation": wl.attn_implementation},
         "transformers": opts.transformers,
+        "engine": opts.engine,
+        "comparison": engine_comparison(report),
+        "experiment": experiment_totals(report),
     }
+
+
+def experiment_totals(report) -> dict:
+    """Per engine: the runnable models' summed job seconds and GPU-hours for the workload, and what does not run."""
+    out: dict[str, dict] = {}
+    for r in report.results:
+        p = r.plan
+        e = out.setdefault(p.engine, {"job_seconds": 0.0, "gpu_hours": 0.0, "models": 0, "not_runnable": []})
+        if not p.fits:
+            e["not_runnable"].append(r.spec.model_id)
+            continue
+        sec = p.speed.job_seconds(p.workload.requests)
+        e["job_seconds"] = round(e["job_seconds"] + sec, 1)
+        e["gpu_hours"] = round(e["gpu_hours"] + sec * p.gpus * p.nodes / 3600, 3)
+        e["models"] += 1
+    return out

@@ -9,6 +9,7 @@ import click
 from vplan.planner import api
 from vplan.planner.cli import display
 from vplan.planner.cli.options import check_options_from, profile_from, workload_options
+from vplan.planner.errors import UsageError
 
 
 @click.command("check")
@@ -41,6 +42,9 @@ def plan_cmd(model, output, force, **kw):
     """Write the plan file for MODEL: the contract the runtime and render-sbatch follow."""
     from vplan.planner.plan import write_plan
 
+    if kw.get("engine") == "all":
+        raise UsageError("a plan file is for one engine: give --engine transformers or --engine vllm "
+                         "(`vplan check --engine all` compares them)")
     profile = profile_from(kw)
     report = api.check([model], profile, check_options_from(kw, profile))
     plan = report.results[0].plan

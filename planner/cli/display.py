@@ -1,6 +1,7 @@
 """Human and machine renderings of check results: rich tables, memory bars, the --json contract."""
 from __future__ import annotations
 
+from vplan.planner.cli import display_vllm
 from vplan.planner.hardware.gpus import GPU_CATALOG
 from vplan.planner.plan.contract import Plan, Rejection
 from vplan.planner.units import GIB, fmt_count
@@ -25,7 +26,7 @@ def _console():
 def _gpu_cell(p: Plan) -> str:
     if not p.gpu_devices:
         return "-"
-    return " / ".join(_g(d.total_bytes) for d in p.gpu_devices)
+    return display_vllm.gpu_cell(p)
 
 
 def _offload_cell(p: Plan) -> str:
@@ -64,12 +65,13 @@ def print_check(report, explain: bool = False) -> None:
         params = fmt_count(s.params_total) + (f" ({fmt_count(s.params_active)})" if s.params_active != s.params_total else "")
         ckpt = f"{s.checkpoint_bytes / 1e9:.1f} GB {s.checkpoint_dtype_label}"
         kvt = f"{p.kv_bytes_per_token / 1024:.0f} KiB"
-        t.add_row(s.model_id, params, ckpt, kvt, _g(p.kv_cache_bytes), f"[{STATUS_STYLE[p.status]}]{p.status}[/]",
-                  str(p.gpus) if p.gpus else "-", p.precision, _gpu_cell(p), _offload_cell(p), _speed_cell(p),
+        t.add_row(display_vllm.model_cell(p), params, ckpt, kvt, _g(p.kv_cache_bytes), f"[{STATUS_STYLE[p.status]}]{p.status}[/]",
+                  display_vllm.gpus_cell(p), p.precision, _gpu_cell(p), _offload_cell(p), _speed_cell(p),
                   f"{p.speed.load_seconds / 60:.0f} min" if p.speed.load_seconds >= 60 else f"{p.speed.load_seconds:.0f} s")
     con.print(t)
     for r in results:
         _print_details(con, r, explain)
+    display_vllm.print_jobs(con, report)
 
 
 def _print_details(con, r, explain: bool) -> None:
@@ -78,7 +80,9 @@ def _print_details(con, r, explain: bool) -> None:
               f"{', revision ' + s.revision[:12] if s.revision else ', revision not pinned'})[/]")
     for n in getattr(s, "notes", ()) or ():
         con.print(f"  [dim]source: {n}[/]")
-    if p.gpu_devices:
+    if p.vllm is not None and p.gpu_devices:
+        display_vllm.print_ranks(con, p, memory_bar if explain else None)
+    elif p.gpu_devices:
         for d in p.gpu_devices:
             con.print(f"  GPU {d.device}: {_g(d.total_bytes)} of {_g(d.capacity_bytes)} GiB = weights {_g(d.weights_bytes)} + KV "
                       f"{_g(d.kv_cache_bytes)} + activations {_g(d.activation_bytes)} + overhead {_g(d.overhead_bytes)}")
@@ -87,7 +91,9 @@ def _print_details(con, r, explain: bool) -> None:
     if p.host_ram_bytes:
         con.print(f"  host RAM: {_g(p.host_ram_bytes)} GiB needed (CPU weights {_g(p.cpu_bytes)})"
                   + (f"; disk offload {_g(p.disk_bytes)} GiB in the offload folder" if p.disk_bytes else ""))
-    if p.status != "does-not-fit":
+    if p.status != "does-not-fit" and p.vllm is not None:
+        con.print(display_vllm.speed_line(p))
+    elif p.status != "does-not-fit":
         con.print(f"  expect ~{_speed_cell(p)} tokens/s decode, ~{p.speed.prefill_tokens_per_s:.0f} tokens/s prefill, "
                   f"load ~{p.speed.load_seconds:.0f} s")
     if p.reason:
@@ -102,7 +108,7 @@ def _print_details(con, r, explain: bool) -> None:
     if shown:
         con.print("  alternatives:")
         for a in shown:
-            where = f"{a.gpus} x {a.gpu_type}" if a.gpus else "CPU"
+            where = display_vllm.shape_label(a)
             if a.status == "does-not-fit":
                 con.print(f"    [dim]-[/] {a.precision} on {where}: [red]no[/] - {a.reason}")
             else:

@@ -34,6 +34,8 @@ def workload_options(f):
         click.option("--gpus-per-node", type=click.IntRange(0, 16), default=None, help="GPUs per node with --gpu (0: CPU only)."),
         click.option("--node-mem", default=None, help="Host RAM per node with --gpu, with its unit: 256GB, 240GiB."),
         click.option("--cpus-per-node", type=click.IntRange(1, 4096), default=None, help="CPUs per node with --gpu."),
+        click.option("--nodes", type=click.IntRange(1, 4096), default=None,
+                     help="Nodes of the partition with --gpu (multi-node engines) [default: 1]."),
         click.option("--cluster", "cluster_file", type=click.Path(dir_okay=False), default=None,
                      help="Cluster profile TOML (`vplan cluster detect`); default: 2 x A100 40 GB, 4 CPUs, 128 GB."),
         click.option("--partition", default=None, help="Partition of the cluster profile."),
@@ -47,6 +49,8 @@ def workload_options(f):
                      help="The nodes have `kernels` (>=0.18.2,<0.19) and triton >= 3.4: gpt-oss stays MXFP4."),
         click.option("--transformers", "transformers_version", default=DEFAULT_TRANSFORMERS, show_default=True,
                      help=f"transformers version on the nodes (modelled: {', '.join(MODELLED)})."),
+        click.option("--engine", type=click.Choice(("transformers", "vllm", "all")), default="transformers",
+                     show_default=True, help="How the model runs: transformers generate(), vLLM, or both side by side."),
         click.option("--revision", default=None, help="Hub revision (branch, tag or commit) to plan for."),
         click.option("--offline", is_flag=True, help="Do not contact the Hub: cache, then the bundled catalog."),
     ]
@@ -67,21 +71,22 @@ def _text(value: str | None, flag: str) -> str | None:
 def profile_from(kw: dict) -> ClusterProfile:
     gpu, n, mem, cpus = (_text(kw.get("gpu_type"), "--gpu"), kw.get("gpus_per_node"), _text(kw.get("node_mem"), "--node-mem"),
                          kw.get("cpus_per_node"))
+    nodes = kw.get("nodes")
     if kw.get("cluster_file"):
-        if gpu or n is not None or mem or cpus:
-            raise UsageError("--cluster and --gpu/--gpus-per-node/--node-mem/--cpus-per-node are exclusive: describe the "
-                             "node in one place")
+        if gpu or n is not None or mem or cpus or nodes:
+            raise UsageError("--cluster and --gpu/--gpus-per-node/--node-mem/--cpus-per-node/--nodes are exclusive: "
+                             "describe the node in one place")
         from vplan.planner.slurm.profile_toml import load_profile
 
         return load_profile(kw["cluster_file"])
-    if gpu or n is not None or mem or cpus:
+    if gpu or n is not None or mem or cpus or nodes:
         if n is None:
             n = 1 if gpu else 0
         if n > 0 and not gpu:
             raise UsageError("--gpus-per-node N needs --gpu TYPE (e.g. --gpu A100-40GB); `vplan gpus` lists the types")
         if mem is not None and mem.replace(".", "", 1).isdigit():
             raise UsageError(f"--node-mem {mem}: give a unit, e.g. {mem}GB or {mem}GiB (a bare number would be bytes)")
-        return profile_for_gpu(gpu, n, node_mem=mem, cpus_per_node=cpus)
+        return profile_for_gpu(gpu, n, node_mem=mem, cpus_per_node=cpus, nodes=nodes)
     return default_profile()
 
 
@@ -97,7 +102,8 @@ def check_options_from(kw: dict, profile: ClusterProfile) -> CheckOptions:
         min_tokens_per_s=kw.get("min_tokens_per_s", DEFAULT_MIN_TOKENS_PER_S),
         partition=_text(kw.get("partition"), "--partition"),
         mxfp4_kernels=bool(kw.get("mxfp4_kernels")) or profile.mxfp4_kernels or mxfp4_kernels_here(),
-        transformers=normalize_version(kw.get("transformers_version") or DEFAULT_TRANSFORMERS))
+        transformers=normalize_version(kw.get("transformers_version") or DEFAULT_TRANSFORMERS),
+        engine=kw.get("engine") or "transformers")
     profile.partition(search.partition)  # an unknown partition fails here, once, with the list
     return CheckOptions(search=search, revision=_text(kw.get("revision"), "--revision"),
                         offline=True if kw.get("offline") else None)

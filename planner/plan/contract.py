@@ -36,7 +36,8 @@ class Rejection:
     PRECISION = "precision"  # the precision cannot run for this model on this GPU (policy, with the reason)
     CONTEXT = "context"  # the engine cannot hold max_model_len at the asked concurrency (vLLM KV pool)
     NODES = "nodes"  # more nodes than the partition has
-    ALL = (GPU_MEMORY, OFFLOAD_CAPACITY, GPU0_OFFLOAD_ROOM, TOO_SLOW, PRECISION, CONTEXT, NODES)
+    ENGINE = "engine"  # the engine cannot run this model or partition (as vplan models it), with the reason
+    ALL = (GPU_MEMORY, OFFLOAD_CAPACITY, GPU0_OFFLOAD_ROOM, TOO_SLOW, PRECISION, CONTEXT, NODES, ENGINE)
 
 
 @dataclass(frozen=True)

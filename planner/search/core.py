@@ -29,6 +29,7 @@ class SearchOptions:
     partition: str | None = None
     mxfp4_kernels: bool = False  # the nodes are known to have `kernels` + triton for MXFP4 (flag, profile, detected)
     transformers: str = DEFAULT_TRANSFORMERS  # the transformers version on the nodes the plan is for
+    engine: str = "transformers"  # transformers | vllm | all (both, side by side)
 
     @property
     def transformers_spec(self) -> str:

@@ -213,3 +213,84 @@ def conditions(spec: ModelSpec, precision: str) -> tuple[str, ...]:
     if precision.startswith(("gptq", "awq")):
         out.append("gptqmodel must be installed on the node")
     return tuple(out)
+
+
+# --- vLLM (0.32; each rule names the file of the vllm package that decides it) ----------------------------------
+VLLM_LADDER = ("bf16", "fp8", "mxfp4")  # a plain checkpoint: as stored, then online fp8, then online MXFP4
+VLLM_ONLINE = {"fp8": "fp8_per_tensor", "mxfp4": "mxfp4"}  # --quantization for a bf16/fp16 checkpoint
+VLLM_CHECKPOINT_MIN_CC = {  # get_min_capability() of the checkpoint's quantization config
+    "fp8": ((7, 5), "model_executor/layers/quantization/fp8.py (Fp8Config: 75; Marlin weight-only below 8.9)"),
+    "mxfp4": ((8, 0), "model_executor/layers/quantization/mxfp4.py:71 (Mxfp4Config: 80)"),
+    "gptq": ((6, 0), "model_executor/layers/quantization/auto_gptq.py (AutoGPTQConfig: 60; Marlin from 7.5)"),
+    "awq": ((7, 5), "model_executor/layers/quantization/auto_awq.py (AutoAWQConfig: 75)"),
+}
+VLLM_NO_BNB = ("vLLM 0.32 has no bitsandbytes (model_executor/layers/quantization/__init__.py registers no such "
+               "method, and there is no bitsandbytes loader): use fp8 or mxfp4, or the transformers engine")
+
+
+def vllm_choices(spec: ModelSpec, gpu: GpuSpec | None) -> list[PrecisionChoice]:
+    """What vLLM can hold this model in on ``gpu``, best first."""
+    cc = gpu.compute_capability if gpu else None
+    where = f"{gpu.name} (compute capability {'.'.join(map(str, cc))})" if gpu else "the CPU"
+    method, native = checkpoint_method(spec), native_precision(spec)
+    base = compute_precision(gpu)
+    out: list[PrecisionChoice] = []
+    if gpu is None:
+        return [PrecisionChoice(base, False, "vplan plans vLLM for GPU nodes only (the CPU build runs in tests)")]
+    if method == "bitsandbytes":
+        return [PrecisionChoice(native or "bnb-int8", False, VLLM_NO_BNB)]
+    if method is not None:
+        need, where_rule = VLLM_CHECKPOINT_MIN_CC.get(method, (None, ""))
+        if need is None:
+            return [PrecisionChoice(native or method, False, f"vplan does not model vLLM's {method} layout")]
+        ok = cc >= need
+        out.append(PrecisionChoice(native, ok, "" if ok else f"{method} needs compute capability >= "
+                                   f"{need[0]}.{need[1]}; {where} has less ({where_rule})"))
+        out.append(PrecisionChoice(base, False, f"vLLM runs a {native} checkpoint as stored; it does not dequantize it "
+                                   "to the compute dtype"))
+    else:
+        out.append(PrecisionChoice(base, True))
+        online = cc >= (7, 5)  # online/base.py:209-212 (OnlineQuantizationConfig: 75)
+        why = "" if online else f"vLLM's online quantization needs compute capability >= 7.5; {where} has less " \
+                                "(model_executor/layers/quantization/online/base.py:209-212)"
+        out.append(PrecisionChoice("fp8", online, why))
+        out.append(PrecisionChoice("mxfp4", online, why))
+    out += [PrecisionChoice(p, False, VLLM_NO_BNB) for p in BNB]
+    return out
+
+
+def vllm_ladder(spec: ModelSpec, gpu: GpuSpec | None, *, forced: str | None) -> Ladder:
+    cs = vllm_choices(spec, gpu)
+    if forced:
+        want = forced.strip().lower()
+        c = next((c for c in cs if c.precision == want), None)
+        if c is None or not c.ok:
+            why = c.why_not if c else f"vLLM holds {spec.model_id} in {', '.join(x.precision for x in cs if x.ok) or 'nothing'} here"
+            raise UsageError(f"--precision {want} is not possible for {spec.model_id} with vLLM on "
+                             f"{gpu.name if gpu else 'CPU'}: {why}")
+        return Ladder((want,), (), ())
+    return Ladder(tuple(c.precision for c in cs if c.ok), (), tuple(c for c in cs if not c.ok))
+
+
+def vllm_quantization(spec: ModelSpec, precision: str) -> str | None:
+    """vLLM's --quantization: the checkpoint's own method, an online shorthand, or None."""
+    method = checkpoint_method(spec)
+    if method is not None:
+        return method
+    return VLLM_ONLINE.get(precision)
+
+
+def vllm_marlin(precision: str, gpu: GpuSpec) -> bool:
+    """fp8 runs weight-only through Marlin on GPUs without FP8 tensor cores
+    (model_executor/kernels/linear/__init__.py:443-452, _POSSIBLE_FP8_KERNELS; MarlinFP8ScaledMMLinearKernel)."""
+    return precision == "fp8" and gpu.compute_capability < FP8_MIN_CC
+
+
+def vllm_conditions(spec: ModelSpec, precision: str, gpu: GpuSpec) -> tuple[str, ...]:
+    out = []
+    if vllm_marlin(precision, gpu):
+        out.append(f"fp8 on {gpu.name} is weight-only (W8A16) through vLLM's Marlin kernel: no FP8 tensor cores")
+    if precision == "mxfp4" and checkpoint_method(spec) is None:
+        out.append("online MXFP4 (--quantization mxfp4): weights rounded to 4 bits at load, no calibration; check "
+                   "the model's quality on your task")
+    return tuple(out)
