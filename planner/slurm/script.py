@@ -28,6 +28,16 @@ def check_plan(plan: Plan, options: SbatchOptions) -> None:
         )
 
 
+JOB_VARIABLES = ("VPLAN_PLAN", "VPLAN_ENDPOINT", "VPLAN_MODEL", "VPLAN_PORT")  # what the job exports for the command
+
+
+def _word(arg: str) -> str:
+    """One argument, shell-quoted; a word that is exactly ``$VPLAN_X`` (or ``${VPLAN_X}``) of JOB_VARIABLES becomes
+    ``"$VPLAN_X"``, expanded in the job. Nothing else expands."""
+    name = arg[2:-1] if arg.startswith("${") and arg.endswith("}") else arg[1:] if arg.startswith("$") else ""
+    return f'"${name}"' if name in JOB_VARIABLES else shlex.quote(arg)
+
+
 def user_command(options: SbatchOptions) -> str | None:
     """The user's argv after ``--``, shell-quoted word by word; None when there is none."""
     if not options.command:
@@ -36,7 +46,7 @@ def user_command(options: SbatchOptions) -> str | None:
         if "\x00" in a:
             raise UsageError("a command argument contains a NUL byte; remove it")
         no_token(a, "the command")
-    return " ".join(shlex.quote(a) for a in options.command)
+    return " ".join(_word(a) for a in options.command)
 
 
 def io_args(options: SbatchOptions) -> str:

@@ -94,7 +94,7 @@ def _payload(options: SbatchOptions) -> str:
     if not io:
         raise UsageError("a vLLM job needs work: give --input prompts.jsonl --output out.jsonl (vplan run sends them to "
                          "the job's server), or your own command after -- (it finds the server in $VPLAN_ENDPOINT)")
-    return 'vplan run "$VPLAN_PLAN" --endpoint "$VPLAN_ENDPOINT"' + io
+    return 'vplan run "$VPLAN_PLAN" --endpoint "$VPLAN_ENDPOINT" --engine-log "$VPLAN_VLLM_LOG"' + io
 
 
 def _interface(profile: ClusterProfile) -> str | None:

@@ -119,6 +119,9 @@ class Comparison:
         return "within the engine's rounding" if diff <= self.tolerance else "DIFFERS"
 
     def line(self) -> str:
+        if self.engine is None and self.planned is None:
+            return f"{self.what}: {self.note}"
+
         def show(v):
             if v is None:
                 return "-"
@@ -143,7 +146,8 @@ def compare(plan: Plan, figures: EngineFigures) -> list[Comparison]:
     planned = {(r.pp_rank, r.tp_rank): r for r in a.ranks}
     if not figures.rank_weights:
         rows.append(Comparison("weights per rank", None, None, "bytes",
-                               note="this vLLM build logs no 'Model loading took' figure (the CPU build does not)"))
+                               note="not reported: this vLLM build logs no 'Model loading took' figure (the CPU build "
+                                    "does not; GPU builds do)"))
     for w in figures.rank_weights:
         r = planned.get((w.pp_rank, w.tp_rank))
         where = f"node {w.node} " if w.node is not None else ""

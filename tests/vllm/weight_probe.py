@@ -22,9 +22,12 @@ def _report(model) -> None:
     from vllm.distributed import get_pp_group, get_tensor_model_parallel_rank
 
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    buffers: dict[str, int] = {}  # by the buffer's own name (cos_sin_cache, _k_scale, ...); shared ones count once
+    for name, b in model.named_buffers():
+        key = name.rsplit(".", 1)[-1]
+        buffers[key] = buffers.get(key, 0) + b.numel() * b.element_size()
     line = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "tp_rank": get_tensor_model_parallel_rank(),
-                       "pp_rank": get_pp_group().rank_in_group, "param_bytes": params, "buffer_bytes": buffers})
+                       "pp_rank": get_pp_group().rank_in_group, "param_bytes": params, "buffers": buffers})
     fd = os.open(os.environ["VPLAN_WEIGHT_PROBE_OUT"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         os.write(fd, (line + "\n").encode())
