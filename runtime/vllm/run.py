@@ -25,7 +25,7 @@ from vplan.planner.plan.contract import Plan
 from vplan.planner.plan.vllm_serve import vllm_args
 from vplan.planner.source.hf_cache import hub_cache_dir, snapshot_dir
 
-from vplan.runtime.records import OutputFile, Progress, pending
+from vplan.runtime.records import OutputFile, Progress, done_ids, id_key, pending
 from vplan.runtime.report import Log, RunReport, stderr_log
 from vplan.runtime.vllm.client import Client, RequestFailed, Sampling, wait_healthy
 from vplan.runtime.vllm.figures import EngineReport, compare, engine_figures, render_report
@@ -103,12 +103,12 @@ def send_records(client: Client, model: str, records: Sequence[dict], plan: Plan
 
 @dataclass(frozen=True)
 class VllmRun:
-    endpoint: str
-    engine: EngineReport
+    endpoint: str | None  # None: nothing was left to send, so no server was asked
+    engine: EngineReport | None
     run: RunReport
 
     def to_dict(self) -> dict:
-        return {"endpoint": self.endpoint, "engine": self.engine.to_dict(), "run": self.run.to_dict()}
+        return {"endpoint": self.endpoint, "engine": self.engine.to_dict() if self.engine else None, "run": self.run.to_dict()}
 
 
 def engine_report(plan: Plan, client: Client, log_path: str | os.PathLike | None, log: Log) -> EngineReport:
@@ -167,6 +167,9 @@ def run_vllm(plan: Plan, records: Sequence[dict], *, output: str | os.PathLike |
     if not template and any("messages" in r for r in records):
         raise UsageError("records with \"messages\" need a chat template, and this model has none (or --no-chat-template "
                          "was given); give \"prompt\" text instead")
+    if output and all(id_key(r["id"]) in done_ids(output) for r in records):
+        log(f"[*] All {len(records)} records are already in {output}: nothing to send")
+        return VllmRun(None, None, RunReport(len(records), 0, len(records), 0, 0.0))
     sampling = Sampling(max_new_tokens or plan.workload.max_new_tokens, do_sample, temperature)
     concurrency = concurrency or min(plan.workload.batch, a.max_num_seqs)
     server = None
