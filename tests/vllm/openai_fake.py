@@ -16,11 +16,14 @@ METRICS = (Path(__file__).resolve().parents[1] / "fixtures" / "vllm" / "metrics-
 
 class FakeVllm:
     def __init__(self, *, model: str = "tiny", version: str = "0.32.0", refuse: str | None = None,
-                 die_after: int | None = None, delay_s: float = 0.05):
+                 die_after: int | None = None, delay_s: float = 0.05, hold_until: int = 0):
+        """``hold_until``: each request waits (up to 10 s) until that many are in flight, so a test sees the
+        client's concurrency deterministically, whatever the machine's load."""
         self.model, self.version, self.refuse, self.die_after, self.delay_s = model, version, refuse, die_after, delay_s
+        self.hold_until = hold_until
         self.routes: list[tuple[str, str]] = []  # (route, prompt text) of every generation request
         self.in_flight = self.max_in_flight = self.answered = 0
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,6 +61,8 @@ class FakeVllm:
                     fake.routes.append((self.path, text))
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                    fake.lock.notify_all()
+                    fake.lock.wait_for(lambda: fake.in_flight >= fake.hold_until, timeout=10)
                 time.sleep(fake.delay_s)
                 with fake.lock:
                     fake.in_flight -= 1

@@ -109,7 +109,7 @@ def test_a_server_that_dies_loses_nothing_written(tmp_path):
 
 
 def test_requests_go_out_concurrently_up_to_the_limit(tmp_path):
-    with FakeVllm(delay_s=0.3) as fake:
+    with FakeVllm(hold_until=4) as fake:  # requests are answered four at a time
         run_vllm(_plan(_folder(tmp_path, True)), records(12), output=tmp_path / "o.jsonl", endpoint=fake.endpoint,
                  concurrency=4, log=lambda s: None, tty=False)
     assert fake.max_in_flight == 4
@@ -117,8 +117,8 @@ def test_requests_go_out_concurrently_up_to_the_limit(tmp_path):
 
 def test_default_concurrency_is_the_planned_batch(tmp_path):
     plan = _plan(_folder(tmp_path, True))  # workload.batch 16, max_num_seqs 256
-    with FakeVllm(delay_s=0.3) as fake:
-        run_vllm(plan, records(20), output=tmp_path / "o.jsonl", endpoint=fake.endpoint, log=lambda s: None, tty=False)
+    with FakeVllm(hold_until=16) as fake:
+        run_vllm(plan, records(32), output=tmp_path / "o.jsonl", endpoint=fake.endpoint, log=lambda s: None, tty=False)
     assert fake.max_in_flight == plan.workload.batch == 16
 
 
