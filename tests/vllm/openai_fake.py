@@ -80,7 +80,10 @@ class FakeVllm:
                                  "usage": {"prompt_tokens": len(text.split()), "completion_tokens": n,
                                            "total_tokens": len(text.split()) + n}})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the default 5 resets connections when many requests arrive at once
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
