@@ -51,10 +51,11 @@ def make_plan(model_id: str = "Qwen/Qwen3-8B", *, gpus: int = 1, status: str = "
                              mem_bytes=128 * 1000**3))
 
 
-def planned(model_ids=None, profile=None) -> dict:
+def planned(model_ids=None, profile=None, engine: str = "transformers") -> dict:
     """Real plans from the planner library (vplan.planner.api.check_one, what `vplan plan` calls), offline from the
     bundled catalog, in a private HF_HOME/VPLAN_CACHE: {model_id: Plan}."""
     from vplan.planner.api import CheckOptions, check_one
+    from vplan.planner.search.core import SearchOptions
     from vplan.planner.source.catalog import list_ids
 
     keys = ("HF_HUB_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "VPLAN_CACHE")
@@ -65,7 +66,8 @@ def planned(model_ids=None, profile=None) -> dict:
     try:
         out = {}
         for mid in model_ids or list_ids():
-            out[mid] = check_one(mid, profile or default_profile(), CheckOptions(offline=True, suggest=False)).plan
+            opts = CheckOptions(offline=True, suggest=False, search=SearchOptions(engine=engine))
+            out[mid] = check_one(mid, profile or default_profile(), opts).plan
         return out
     finally:
         for k, v in saved.items():
