@@ -46,7 +46,7 @@ echo '[vplan] status: fits; vLLM 0.32.0: tensor parallel 2 x pipeline parallel 7
 echo '[vplan] precision bf16 (--dtype bfloat16, --kv-cache-dtype auto)'
 echo '[vplan] KV cache: 175,168 tokens, 42.77 requests of 4,096 tokens at once (--gpu-memory-utilization 0.92, --block-size 16)'
 echo "[vplan] CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset}"
-nvidia-smi --query-gpu=index,name,memory.total,memory.used --format=csv || true
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.total,memory.used --format=csv || true
 
 # HF_HOME: not set by the cluster profile; the environment's (or ~/.cache/huggingface) is used.
 # Compute nodes have no internet (profile: compute_nodes_online = false): the model must be in the cache.

@@ -34,7 +34,7 @@ echo '[vplan] status: fits; vLLM 0.32.0: tensor parallel 2 x pipeline parallel 1
 echo '[vplan] precision bf16 (--dtype bfloat16, --kv-cache-dtype auto)'
 echo '[vplan] KV cache: 163,840 tokens, 20.00 requests of 8,192 tokens at once (--gpu-memory-utilization 0.9, --block-size 16)'
 echo "[vplan] CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset}"
-nvidia-smi --query-gpu=index,name,memory.total,memory.used --format=csv || true
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.total,memory.used --format=csv || true
 
 export HF_HOME="/shared/hf-cache/$USER"
 # Compute nodes have no internet (profile: compute_nodes_online = false): the model must be in the cache.
