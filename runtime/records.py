@@ -12,6 +12,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Callable
 
 from vplan.planner.errors import UsageError
 
@@ -143,3 +144,34 @@ class Progress:
     def close(self) -> None:
         if self.bar:
             self.bar.stop()
+
+
+class Results:
+    """Where a run's finished records go, whatever the engine: the output file (appended, flushed, fsynced), the
+    progress display, the caller's ``on_record``, the counts. ``todo`` is what the output file still lacks."""
+
+    def __init__(self, records: list[dict], output: str | os.PathLike | None, *, log: Log, tty: bool,
+                 on_record: Callable[[dict], None] | None = None):
+        self.output, self.total, self.on_record = output, len(records), on_record
+        self.todo, self.skipped = pending(records, output, log)
+        self.file = OutputFile(output)
+        self.progress = Progress(self.total, self.skipped, log, tty)
+        self.done, self.tokens, self.seconds = 0, 0, 0.0  # records and new tokens written now, their summed seconds
+
+    def add(self, result: dict) -> None:
+        self.file.write(result)
+        self.done += 1
+        self.tokens += result["new_tokens"]
+        self.seconds += result["seconds"]
+        self.progress.update(self.skipped + self.done, result)
+        if self.on_record:
+            self.on_record(result)
+
+    @property
+    def resume_hint(self) -> str:
+        """For an error message: how many records are safe, and that a rerun resumes."""
+        return f"; {self.skipped + self.done} records are in {self.output}, rerun to resume" if self.output else ""
+
+    def close(self) -> None:
+        self.progress.close()
+        self.file.close()

@@ -17,6 +17,7 @@ B="${MN_DIR:-/tmp/mn-slurm}"; N="${MN_NODES:-2}"; G="${MN_GPUS:-2}"; T="${MN_GPU
 C="${MN_CPUS:-4}"; M="${MN_MEM:-122070}"; P="${MN_PORT:-6917}"; NET="${MN_NET:-10.77.0}"
 MAXT="${MN_MAXTIME:-2-00:00:00}"; X="${MN_PREFIX:-vp}"; BR="${X}br0"; TIMEOUT="${MN_TIMEOUT:-60}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/slurm-lib.sh"
 export PATH="$PATH:/usr/sbin"
 log() { echo "mn-slurm-up: $*" >&2; }
 fail() {
@@ -28,7 +29,6 @@ fail() {
 for exe in ip nsenter slurmctld slurmd sinfo mungekey; do
     command -v "$exe" >/dev/null || { log "$exe not found (root, iproute2, util-linux, scripts/install-slurm.sh)"; exit 1; }
 done
-MUNGED="$(command -v munged || echo /usr/sbin/munged)"
 [ "$(id -u)" = 0 ] || { log "network namespaces need root"; exit 1; }
 if ip link show "$BR" >/dev/null 2>&1; then
     log "bridge $BR exists: a cluster with prefix $X is up; stopping it first"
@@ -52,9 +52,7 @@ done
 # 2. munge: a unix socket on the file system, reachable from every namespace
 rm -rf "$B"; mkdir -p "$B"/{etc,log,run,ctld,spool,dev,munge}; chmod 755 "$B" "$B/munge"
 for ((g = 0; g < G; g++)); do ln -s /dev/null "$B/dev/nvidia$g"; done
-mungekey -c -k "$B/munge/munge.key" >/dev/null 2>&1 || fail "mungekey failed"
-"$MUNGED" --socket="$B/munge/munge.socket.2" --key-file="$B/munge/munge.key" --pid-file="$B/munge/munged.pid" \
-    --log-file="$B/munge/munged.log" --seed-file="$B/munge/munged.seed" || fail "munged did not start"
+start_munge "$B" || fail "munge did not start"
 
 # 3. slurm.conf and gres.conf
 NODES="$(seq -s, -f "n%g" 1 "$N")"
@@ -64,36 +62,11 @@ ClusterName=mn
 SlurmctldHost=$(hostname -s)($NET.1)
 SlurmctldPort=$P
 SlurmdPort=$((P + 1))
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket=$B/munge/munge.socket.2
-StateSaveLocation=$B/ctld
-SlurmdSpoolDir=$B/spool/%n
-SlurmctldPidFile=$B/run/slurmctld.pid
 SlurmdPidFile=$B/run/slurmd.%n.pid
-SlurmctldLogFile=$B/log/slurmctld.log
 SlurmdLogFile=$B/log/slurmd.%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-MpiDefault=none
-SwitchType=switch/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=1024
-GresTypes=gpu
 SlurmdParameters=config_overrides
-EnforcePartLimits=ALL
-ReturnToService=2
-SchedulerType=sched/backfill
-MinJobAge=300
-MailProg=/bin/true
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 CONF
+slurm_conf_common "$B" 1024
 for i in $(seq 1 "$N"); do
     echo "NodeName=n$i NodeAddr=$NET.$((10 + i)) NodeHostname=n$i CPUs=$C RealMemory=$M Gres=gpu:$T:$G State=UNKNOWN"
 done

@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 
 from vplan.planner.errors import RunError, UsageError
 
-from vplan.runtime.records import OutputFile, Progress, output_record, pending
+from vplan.runtime.records import Results, output_record
 from vplan.runtime.report import Log, RunReport, peak_measures, stderr_log
 
 
@@ -70,36 +70,25 @@ def run_records(model, tokenizer, records: Iterable[dict], plan, *, output: str 
     """
     from vplan.runtime.transformers.load import _failure_figures, is_oom
 
-    records = list(records)
     max_new = max_new_tokens or plan.workload.max_new_tokens
-    todo, skipped = pending(records, output, log)
-    tty = sys.stderr.isatty() if tty is None else tty
-    progress = Progress(len(records), skipped, log, tty)
-    out = OutputFile(output)
-    n_tokens, t_total, n_done = 0, 0.0, 0
+    results = Results(list(records), output, log=log, tty=sys.stderr.isatty() if tty is None else tty, on_record=on_record)
     try:
-        for rec in todo:
+        for rec in results.todo:
             try:
                 result = generate_record(model, tokenizer, rec, max_new_tokens=max_new, do_sample=do_sample,
                                          temperature=temperature, chat_template=chat_template)
             except Exception as e:
                 if not is_oom(e):
                     raise
-                where = f"; {n_done + skipped} records are in {output}, rerun to resume" if output else ""
                 raise RunError(f"out of memory generating record {rec['id']!r} ({plan.workload.context_tokens}-token context "
-                               f"planned); {_failure_figures(plan)}{where}; re-plan with a shorter --context or --batch") from e
+                               f"planned); {_failure_figures(plan)}{results.resume_hint}; re-plan with a shorter --context or "
+                               "--batch") from e
             if not keep_token_ids:
                 result.pop("token_ids")
-            out.write(result)
-            n_done += 1
-            n_tokens += result["new_tokens"]
-            t_total += result["seconds"]
-            progress.update(skipped + n_done, result)
-            if on_record:
-                on_record(result)
+            results.add(result)
     finally:
-        progress.close()
-        out.close()
-    report = RunReport(len(records), n_done, skipped, n_tokens, t_total, peak_measures(plan))
-    log(f"[*] Generated {n_done} record(s), {n_tokens} new tokens in {t_total:.2f} s ({report.tokens_per_s:.1f} tokens/s overall)")
+        results.close()
+    report = RunReport(results.total, results.done, results.skipped, results.tokens, results.seconds, peak_measures(plan))
+    log(f"[*] Generated {results.done} record(s), {results.tokens} new tokens in {results.seconds:.2f} s "
+        f"({report.tokens_per_s:.1f} tokens/s overall)")
     return report

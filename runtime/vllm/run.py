@@ -25,7 +25,7 @@ from vplan.planner.plan.contract import Plan
 from vplan.planner.plan.vllm_serve import vllm_args
 from vplan.planner.source.hf_cache import hub_cache_dir, snapshot_dir
 
-from vplan.runtime.records import OutputFile, Progress, done_ids, id_key, pending
+from vplan.runtime.records import Results, done_ids, id_key
 from vplan.runtime.report import Log, RunReport, stderr_log
 from vplan.runtime.vllm.client import Client, RequestFailed, Sampling, wait_healthy
 from vplan.runtime.vllm.figures import EngineReport, compare, engine_figures, render_report
@@ -62,41 +62,30 @@ def send_records(client: Client, model: str, records: Sequence[dict], plan: Plan
     A failed request stops new ones; the answers already on their way are still written, then RunError names the
     record and how many are safe in the output file.
     """
-    todo, skipped = pending(list(records), output, log)
-    progress = Progress(len(records), skipped, log, sys.stderr.isatty() if tty is None else tty)
-    n_done, n_tokens, failure = 0, 0, None
+    results = Results(list(records), output, log=log, tty=sys.stderr.isatty() if tty is None else tty, on_record=on_record)
+    failure = None
     t0 = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="vplan-request")
     try:
-        with OutputFile(output) as out:
-            futures = [pool.submit(client.generate, model, rec, sampling, chat=chat) for rec in todo]
-            for fut in as_completed(futures):
-                try:
-                    result = fut.result()
-                except CancelledError:
-                    continue
-                except (RequestFailed, RunError) as e:
-                    if failure is None:
-                        failure = e
-                        for f in futures:
-                            f.cancel()
-                    continue
-                out.write(result)
-                n_done += 1
-                n_tokens += result["new_tokens"]
-                progress.update(skipped + n_done, result)
-                if on_record:
-                    on_record(result)
+        futures = [pool.submit(client.generate, model, rec, sampling, chat=chat) for rec in results.todo]
+        for fut in as_completed(futures):
+            try:
+                results.add(fut.result())
+            except CancelledError:
+                continue
+            except (RequestFailed, RunError) as e:
+                if failure is None:
+                    failure = e
+                    for f in futures:
+                        f.cancel()
     finally:
-        progress.close()
+        results.close()
         pool.shutdown(wait=failure is not None, cancel_futures=True)
     seconds = time.perf_counter() - t0
     if failure is not None:
-        where = f"; {skipped + n_done} records are in {output}, rerun to resume" if output else ""
-        fix = "; fix or remove that record" if isinstance(failure, RequestFailed) else ""
-        raise RunError(f"{failure}{where}{fix}")
-    report = RunReport(len(records), n_done, skipped, n_tokens, seconds)
-    log(f"[*] Generated {n_done} record(s), {n_tokens} new tokens in {seconds:.2f} s ({report.tokens_per_s:.1f} tokens/s "
+        raise RunError(f"{failure}{results.resume_hint}" + ("; fix or remove that record" if isinstance(failure, RequestFailed) else ""))
+    report = RunReport(results.total, results.done, results.skipped, results.tokens, seconds)
+    log(f"[*] Generated {results.done} record(s), {results.tokens} new tokens in {seconds:.2f} s ({report.tokens_per_s:.1f} tokens/s "
         f"overall, {concurrency} request(s) at a time)")
     return report
 

@@ -122,16 +122,21 @@ def _no_slurm(reason: str):
     pytest.skip(f"SLURM test cluster unavailable: {reason} (run scripts/install-slurm.sh as root)")
 
 
+def _ensure_slurm(unavailable) -> None:
+    """SLURM's daemons installed (scripts/install-slurm.sh when root), else ``unavailable(reason)``."""
+    if shutil.which("slurmctld") or Path("/usr/sbin/slurmctld").exists():
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        unavailable("slurmctld is not installed and this is not root")
+    r = subprocess.run(["bash", str(REPO / "scripts" / "install-slurm.sh")], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        unavailable(f"install-slurm.sh failed: {r.stderr[-500:]}")
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """A real slurmctld + slurmd; yields the environment (SLURM_CONF set) for subprocess calls."""
-    if not shutil.which("slurmctld") and not Path("/usr/sbin/slurmctld").exists():
-        if os.geteuid() == 0 and shutil.which("apt-get"):
-            r = subprocess.run(["bash", str(REPO / "scripts" / "install-slurm.sh")], capture_output=True, text=True, timeout=300)
-            if r.returncode != 0:
-                _no_slurm(f"install-slurm.sh failed: {r.stderr[-500:]}")
-        else:
-            _no_slurm("slurmctld is not installed and this is not root")
+    _ensure_slurm(_no_slurm)
     base = tempfile.mkdtemp(prefix="vplan-slurm-", dir="/tmp")
     env = dict(os.environ, SLURM_CI_DIR=base, SLURM_CI_GPUS="2", SLURM_CI_GPUTYPE="a100", SLURM_CI_CPUS="4",
                SLURM_CI_MEM="122070", SLURM_CI_FAKE="1", SLURM_CI_MAXTIME="2-00:00:00", SLURM_CI_PORT=str(_free_port()))
@@ -164,10 +169,7 @@ def multinode_cluster():
     for tool in ("ip", "nsenter"):
         if not shutil.which(tool):
             _no_namespaces(f"`{tool}` is not installed")
-    if not shutil.which("slurmctld") and not Path("/usr/sbin/slurmctld").exists():
-        r = subprocess.run(["bash", str(REPO / "scripts" / "install-slurm.sh")], capture_output=True, text=True, timeout=300)
-        if r.returncode != 0:
-            _no_namespaces(f"install-slurm.sh failed: {r.stderr[-500:]}")
+    _ensure_slurm(_no_namespaces)
     nodes = max(2, planned(["deepseek-ai/DeepSeek-V2.5"], engine="vllm")["deepseek-ai/DeepSeek-V2.5"].nodes)
     base = tempfile.mkdtemp(prefix="vplan-mn-", dir="/tmp")
     tag = os.getpid() % 200 + 20  # a subnet and names no other session on this machine uses at the same time

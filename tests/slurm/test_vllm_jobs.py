@@ -88,24 +88,30 @@ def check_weights(tmp: Path, plan) -> None:
         assert w["param_bytes"] + w["buffers"]["cos_sin_cache"] == r.weights_bytes
 
 
-def test_one_node_job_completes_and_resumes(slurm_cluster, tmp_path):
-    """TP 1 on one node of the single-node cluster; the output already holds three records and a torn line, as a
-    killed job leaves it: the job writes the rest, each record once."""
+def job(tmp_path: Path, model: str, *, tp: int, nodes: int, interface: str | None = None):
+    """A CPU-build plan for one tiny model, its prompts, and its rendered script: (plan, records, output, script)."""
     venv = require_engine()
-    model = build_model(tmp_path / "mistral-swa", "mistral-swa")  # sliding window: blocks per request need the batch
-    plan = cpu_plan(model, tp=1, port=free_port())
+    plan = cpu_plan(build_model(tmp_path / model, model), tp=tp, nodes=nodes, port=free_port())
     write_plan(plan, tmp_path / "plan.json")
     recs = records(8)
     write_jsonl(tmp_path / "in.jsonl", recs)
     out = tmp_path / "out.jsonl"
-    done = [{"id": r["id"], "output": "w1", "prompt_tokens": 3, "new_tokens": 8, "seconds": 1.0, "tokens_per_s": 8.0,
-             "finish_reason": "length"} for r in recs[:3]]
-    out.write_text("".join(json.dumps(d) + "\n" for d in done) + '{"id": "r4", "outp')
-    prof = replace(live_profile(), setup=engine_setup(venv, tmp_path, per_node_core=False))
+    prof = replace(live_profile(), network_interface=interface, setup=engine_setup(venv, tmp_path, per_node_core=nodes > 1))
     script = tmp_path / "job.sh"
     script.write_text(render_sbatch(plan, prof, SbatchOptions(plan_path=str(tmp_path / "plan.json"), time="00:30:00",
                                                               input_path=str(tmp_path / "in.jsonl"), output_path=str(out),
                                                               log_dir=str(tmp_path))))
+    return plan, recs, out, script
+
+
+def test_one_node_job_completes_and_resumes(slurm_cluster, tmp_path):
+    """TP 1 on one node of the single-node cluster (a sliding-window model: its blocks per request depend on the
+    batch); the output already holds three records and a torn line, as a killed job leaves it: the job writes the
+    rest, each record once."""
+    plan, recs, out, script = job(tmp_path, "mistral-swa", tp=1, nodes=1)
+    done = [{"id": r["id"], "output": "w1", "prompt_tokens": 3, "new_tokens": 8, "seconds": 1.0, "tokens_per_s": 8.0,
+             "finish_reason": "length"} for r in recs[:3]]
+    out.write_text("".join(json.dumps(d) + "\n" for d in done) + '{"id": "r4", "outp')
     state = run_job(script, slurm_cluster)
     stdout, err, vllm_log = job_logs(tmp_path)
     print(stdout[-1500:], err[-2500:], sep="\n")
@@ -120,18 +126,7 @@ def test_one_node_job_completes_and_resumes(slurm_cluster, tmp_path):
 def test_two_node_job_completes(multinode_cluster, tmp_path):
     """Tensor parallel 2 across two nodes (vLLM's mp launcher: --nnodes/--node-rank/--master-addr, the follower
     headless), the nodes talking over their own interface (profile: network_interface = eth0)."""
-    venv = require_engine()
-    model = build_model(tmp_path / "llama-kv1", "llama-kv1")  # one KV head: replicated on both ranks
-    plan = cpu_plan(model, tp=2, nodes=2, port=free_port())
-    write_plan(plan, tmp_path / "plan.json")
-    recs = records(8)
-    write_jsonl(tmp_path / "in.jsonl", recs)
-    out = tmp_path / "out.jsonl"
-    prof = replace(live_profile(), network_interface="eth0", setup=engine_setup(venv, tmp_path, per_node_core=True))
-    script = tmp_path / "job.sh"
-    script.write_text(render_sbatch(plan, prof, SbatchOptions(plan_path=str(tmp_path / "plan.json"), time="00:30:00",
-                                                              input_path=str(tmp_path / "in.jsonl"), output_path=str(out),
-                                                              log_dir=str(tmp_path))))
+    plan, recs, out, script = job(tmp_path, "llama-kv1", tp=2, nodes=2, interface="eth0")  # 1 KV head: replicated
     state = run_job(script, multinode_cluster)
     stdout, err, vllm_log = job_logs(tmp_path)
     print(stdout[-1500:], err[-2500:], sep="\n")
