@@ -101,7 +101,7 @@ class Client:
             raise RunError(f"the vLLM server at {self.root} stopped answering ({_why(e)})") from None
         seconds = time.perf_counter() - t0
         choice = answer["choices"][0]
-        text = choice["message"].get("content") or "" if "message" in choice else choice.get("text") or ""
+        text = (choice["message"].get("content") if "message" in choice else choice.get("text")) or ""
         usage = answer.get("usage") or {}
         reason = choice.get("finish_reason") or ""
         return output_record(record["id"], text, prompt_tokens=usage.get("prompt_tokens", 0),

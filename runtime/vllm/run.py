@@ -31,6 +31,9 @@ from vplan.runtime.vllm.client import Client, RequestFailed, Sampling, wait_heal
 from vplan.runtime.vllm.figures import EngineReport, compare, engine_figures, render_report
 from vplan.runtime.vllm.server import start_server
 
+START_WAIT_S = 900  # a server this command starts: loading, the profiling run, CUDA graphs (the job scripts' minimum)
+CLIENT_WAIT_S = 120  # a server given by --endpoint: the job waited for it already; a wrong URL fails in two minutes
+
 
 def model_folder(plan: Plan, model_path: str | None = None, env: Mapping[str, str] | None = None) -> Path | None:
     """The checkpoint folder on this node: --model-path, a local plan's folder, or the HF cache snapshot."""
@@ -54,7 +57,7 @@ def has_chat_template(folder: Path | None) -> bool | None:
     return bool(cfg.get("chat_template"))
 
 
-def send_records(client: Client, model: str, records: Sequence[dict], plan: Plan, *, sampling: Sampling, chat: bool,
+def send_records(client: Client, model: str, records: Sequence[dict], *, sampling: Sampling, chat: bool,
                  output: str | os.PathLike | None = None, concurrency: int = 1, log: Log = stderr_log,
                  tty: bool | None = None, on_record: Callable[[dict], None] | None = None) -> RunReport:
     """Send what ``output`` lacks, ``concurrency`` requests at a time; each answer is appended as it arrives.
@@ -145,7 +148,7 @@ def run_vllm(plan: Plan, records: Sequence[dict], *, output: str | os.PathLike |
              model_path: str | None = None, max_new_tokens: int | None = None, do_sample: bool = False,
              temperature: float | None = None, chat_template: bool = True, concurrency: int | None = None,
              engine_log: str | os.PathLike | None = None, server_args: Sequence[str] = (),
-             server_env: Mapping[str, str] | None = None, health_timeout_s: float = 900, server_preflight: bool = True,
+             server_env: Mapping[str, str] | None = None, health_timeout_s: float | None = None, server_preflight: bool = True,
              log: Log = stderr_log,
              tty: bool | None = None, on_record: Callable[[dict], None] | None = None) -> VllmRun:
     """The records through the plan's vLLM: the job's server at ``endpoint``, or one started here and stopped after."""
@@ -166,16 +169,18 @@ def run_vllm(plan: Plan, records: Sequence[dict], *, output: str | os.PathLike |
         try:
             if endpoint:
                 client = Client(endpoint)
-                wait_healthy(client, timeout_s=health_timeout_s)
+                if not client.healthy():
+                    log(f"[*] Waiting for the vLLM server at {client.root}")
+                    wait_healthy(client, timeout_s=health_timeout_s or CLIENT_WAIT_S)
                 if server_preflight:
                     check_server(plan, client, log)
             else:
                 engine_log = engine_log or Path(tempfile.gettempdir()) / f"vplan-vllm-{os.getpid()}.log"
                 server = start_server(plan, log_path=engine_log, model_path=model_path, extra_args=server_args,
-                                      env=server_env, timeout_s=health_timeout_s, log=log)
+                                      env=server_env, timeout_s=health_timeout_s or START_WAIT_S, log=log)
                 client = server.client
             report = engine_report(plan, client, engine_log, log)
-            run = send_records(client, client.model(), records, plan, sampling=sampling, chat=bool(template),
+            run = send_records(client, client.model(), records, sampling=sampling, chat=bool(template),
                                output=output, concurrency=concurrency, log=log, tty=tty, on_record=on_record)
         finally:
             if server is not None:
