@@ -62,6 +62,12 @@ class LoadReport:
     measures: tuple[DeviceMeasure, ...]
     gpus: tuple[dict, ...] = ()  # {"index", "name", "total_bytes"}
     from_pretrained_kwargs: dict = field(default_factory=dict)  # as logged (repr of objects)
+    weight_checks: tuple[dict, ...] = ()  # the loaded weights against the plan (runtime/transformers/verify.py)
+    allocator: dict = field(default_factory=dict)  # the CUDA allocator setting in force (runtime/alloc.py)
+
+    @property
+    def weights_as_planned(self) -> bool:
+        return all(c["ok"] for c in self.weight_checks)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -54,7 +54,7 @@ def print_ranks(con, p: Plan, bar=None) -> None:
         nodes = sorted({m.node for m, _ in members})
         where = f"stage {stage} (layers {r.layers[0]}-{r.layers[-1]}, node {','.join(map(str, nodes))}, " \
                 f"{len(members)} GPU{'s' if len(members) > 1 else ''})" if v.pipeline_parallel_size > 1 else \
-                f"each of {len(members)} GPU{'s' if len(members) > 1 else ''}"
+                (f"each of {len(members)} GPUs" if len(members) > 1 else "GPU 0")
         con.print(f"  {where}: {_g(d.total_bytes)} of {_g(d.capacity_bytes)} GiB = weights {_g(d.weights_bytes)} + KV "
                   f"{_g(d.kv_cache_bytes)} + profiling peak {_g(d.activation_bytes)} + context/NCCL/graphs "
                   f"{_g(d.overhead_bytes)}")

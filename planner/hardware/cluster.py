@@ -11,13 +11,21 @@ from vplan.planner.errors import UsageError
 from vplan.planner.hardware.gpus import GPU_CATALOG, GpuSpec, find_gpu
 from vplan.planner.units import GB, GB_S, parse_size_bytes
 
-# Checkpoint read bandwidth by storage kind (one client, safetensors shards read once). Assumptions stated in
-# every plan until measured on a cluster: network file systems (Lustre/GPFS/NFS) vary from well under 1 GB/s to
-# several; 1 GB/s is the conservative default. Local NVMe: about 5x that (what users report against the old
-# 1 GB/s default). Page cache (a second load on the same node): bounded by the host-to-GPU copy, ~10 GB/s.
-STORAGE_BYTES_PER_S = {"network": 1 * GB_S, "nvme": 5 * GB_S, "page-cache": 10 * GB_S}
+# Checkpoint read bandwidth by storage kind: one transformers process reading safetensors shards (mmap), cold.
+# - network (Lustre/GPFS/NFS): transformers' loader reads Lustre at 0.26-0.7 GiB/s cold although the file system
+#   streams 2.0 GiB/s to one sequential reader (huggingface/transformers#48227, H100 nodes); mmap page faults on
+#   network mounts can fall to tens of MB/s (sgl-project/sglang#37806: 28 MiB/s on Lustre; ollama/ollama#5826,
+#   Azure Files NFS). 0.5 GB/s: the middle of the transformers figures; state yours in the cluster profile.
+# - nvme (node-local): Qwen3-30B-A3B, 61 GB, loads in ~12 s from AWS NVMe including the copy to 4 GPUs
+#   (huggingface/transformers#37902): ~5 GB/s.
+# - page-cache (a second load on the same node): the loader reads warm pages at 10-20 GiB/s (transformers#48227);
+#   10 GB/s, about what pageable host-to-GPU copies sustain.
+STORAGE_BYTES_PER_S = {"network": int(0.5 * GB_S), "nvme": 5 * GB_S, "page-cache": 10 * GB_S}
 DEFAULT_STORAGE = "network"
-DEFAULT_SCRATCH_BYTES_PER_S = 2 * GB_S  # node-local NVMe, reading an offload folder
+# Reading an offload folder on node-local disk every step: accelerate's disk offload of OPT-30B and GPT-NeoX-20B
+# (fp32, 2 x Titan RTX) decodes at 33.9 and 10.72 s/token with ~55 and ~15 GB on disk besides ~24 GB on the CPU:
+# 1.8-2.2 GB/s once the CPU part's host-link time is taken out (benchmarks/evidence rows E0238, E0235).
+DEFAULT_SCRATCH_BYTES_PER_S = 2 * GB_S
 MAX_GPUS_PER_NODE = 16
 
 
@@ -104,6 +112,8 @@ def profile_for_gpu(gpu_name: str | None, gpus_per_node: int, node_mem: str | in
     if nodes is None:
         nodes = 1
         assumed.append("1 node (give --nodes for multi-node engines)")
+    assumed.append(f"checkpoints read from a network file system at {STORAGE_BYTES_PER_S[DEFAULT_STORAGE] / GB_S:g} GB/s "
+                   "(set storage in a --cluster profile)")
     pname = f"{gpu.name if gpu else 'cpu'}x{gpus_per_node}"
     return ClusterProfile(
         name=pname,

@@ -122,7 +122,7 @@ class ClusterShape:
     nodes: int = field(default=1, metadata=doc("nodes the partition has", minimum=1))
     storage: str = field(default="network", metadata=doc("where checkpoints are read from (load time)",
                                                          enum=("nvme", "network", "page-cache")))
-    storage_bytes_per_s: int = field(default=1_000_000_000, metadata=doc("checkpoint read bandwidth", minimum=1))
+    storage_bytes_per_s: int = field(default=500_000_000, metadata=doc("checkpoint read bandwidth", minimum=1))
     assumed: tuple[str, ...] = field(default=(), metadata=doc("node facts vplan assumed because they were not given"))
 
 

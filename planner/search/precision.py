@@ -7,13 +7,16 @@ the reason, never as an internal error). Names:
 - compute precisions ``bf16`` / ``fp16`` / ``fp32``: every parameter at that width (fp16 keeps transformers'
   ``_keep_in_fp32_modules`` in fp32);
 - on-load quantization of a plain checkpoint: ``fp8`` (fine-grained, needs compute capability >= 8.9),
-  ``int8`` (bitsandbytes LLM.int8), ``nf4`` (bitsandbytes 4-bit);
+  ``int8`` (bitsandbytes LLM.int8, outlier decomposition at the default threshold 6.0), ``int8-nodecomp``
+  (the same int8 weights with ``llm_int8_threshold=0``: no outlier decomposition, faster, less accurate; offered
+  beside the choice, taken only when asked for), ``nf4`` (bitsandbytes 4-bit);
 - a pre-quantized checkpoint kept as stored: ``mxfp4`` (gpt-oss), ``fp8``, ``gptq-int4``/``gptq-int8``,
   ``awq-int4``, ``bnb-int8``/``bnb-nf4``. MXFP4 and FP8 checkpoints load dequantized to the compute
   precision where they cannot stay as stored.
 
 Default order: the checkpoint's own format where the device keeps it, then the compute precision (bf16, or fp16
-on GPUs without bf16), then fp8, int8, nf4. fp16 on a bf16 GPU and fp32 are taken only when asked for.
+on GPUs without bf16), then fp8, int8, nf4. fp16 on a bf16 GPU, fp32 and int8-nodecomp are taken only when asked
+for.
 """
 from __future__ import annotations
 
@@ -26,12 +29,28 @@ from vplan.planner.model import ModelSpec
 from vplan.planner.plan.contract import Quantization
 
 DTYPE_OF = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-BNB = ("int8", "nf4")
-# Quality order: a higher precision is preferred whenever it fits.
-QUALITY = {"fp32": 0, "bf16": 1, "fp16": 1, "mxfp4": 1, "fp8": 2, "int8": 3, "bnb-int8": 3, "gptq-int8": 3,
-           "gptq-int4": 4, "awq-int4": 4, "nf4": 5, "bnb-nf4": 5}
 MXFP4_MIN_CC = (7, 5)
 FP8_MIN_CC = (8, 9)
+BNB = ("int8", "nf4")  # the on-load bitsandbytes quantizations of the default ladder
+NODECOMP = "int8-nodecomp"  # LLM.int8 without outlier decomposition: int8's bytes, llm_int8_threshold=0
+BNB_ALL = (*BNB, NODECOMP)
+NAMES = (*PRECISIONS, NODECOMP)  # every name --precision accepts
+# Quality order: a higher precision is preferred whenever it fits. Without outlier decomposition int8 loses
+# accuracy from ~6.7B parameters on (LLM.int8 paper, Dettmers et al. 2022, figure 1 and section 4): below int8.
+QUALITY = {"fp32": 0, "bf16": 1, "fp16": 1, "mxfp4": 1, "fp8": 2, "int8": 3, "bnb-int8": 3, "gptq-int8": 3,
+           NODECOMP: 4, "gptq-int4": 4, "awq-int4": 4, "nf4": 5, "bnb-nf4": 5}
+# Measured (benchmarks/evidence, bitsandbytes 0.45): threshold 0 decodes 1.6x (H100, E0076 vs E0077), 2.0x (RTX
+# 4090, E0033 vs E0035) and 1.85x (T4, E0006 vs E0008) faster than the default LLM.int8.
+NODECOMP_OFFER = ("int8 without outlier decomposition (llm_int8_threshold=0): the same memory as int8 and about "
+                  "1.6-2x its decode speed, but outlier features are quantized too, which costs accuracy on models "
+                  "above ~6.7B parameters; ask for it with --precision int8-nodecomp")
+NODECOMP_CONDITION = ("int8-nodecomp quantizes outlier features too (llm_int8_threshold=0): check the model's "
+                      "accuracy on your task against int8")
+
+
+def memory_precision(precision: str) -> str:
+    """The precision whose bytes the memory model counts (int8-nodecomp holds int8's)."""
+    return "int8" if precision == NODECOMP else precision
 
 
 @dataclass(frozen=True)
@@ -102,9 +121,11 @@ def choices(spec: ModelSpec, gpu: GpuSpec | None, *, mxfp4_kernels: bool) -> lis
         add("fp8", *_fp8_ok(spec, gpu))
         for p in BNB:
             add(p, True)
+        add(NODECOMP, True, NODECOMP_OFFER, default=False)
     else:
         for p in ("fp8", *BNB):
             add(p, False, requant)
+        add(NODECOMP, False, requant, considered=False)
     for p in PRECISIONS:
         if p == "mxfp4":
             add(p, False, "only MXFP4 checkpoints (gpt-oss) load as mxfp4", considered=False)
@@ -157,8 +178,8 @@ def ladder(spec: ModelSpec, gpu: GpuSpec | None, *, forced: str | None, mxfp4_ke
     cs = choices(spec, gpu, mxfp4_kernels=mxfp4_kernels)
     if forced:
         want = forced.strip().lower()
-        if want not in PRECISIONS:
-            raise UsageError(f"--precision {forced!r} is not a precision vplan knows; use one of {', '.join(PRECISIONS)}")
+        if want not in NAMES:
+            raise UsageError(f"--precision {forced!r} is not a precision vplan knows; use one of {', '.join(NAMES)}")
         c = next(c for c in cs if c.precision == want)
         if not c.ok:
             raise UsageError(f"--precision {want} is not possible for {spec.model_id} on "
@@ -179,8 +200,10 @@ def dtype_for(precision: str, gpu: GpuSpec | None) -> str:
 def quantization_for(spec: ModelSpec, precision: str, *, offloaded: bool, dtype: str) -> Quantization | None:
     """The runtime's quantization_config (method + kwargs); never the removed load_in_8bit= keyword."""
     method = checkpoint_method(spec)
-    if precision == "int8":
+    if precision in ("int8", NODECOMP):
         cfg: dict = {"load_in_8bit": True}
+        if precision == NODECOMP:
+            cfg["llm_int8_threshold"] = 0.0
         if offloaded:
             cfg["llm_int8_enable_fp32_cpu_offload"] = True
         return Quantization("bitsandbytes", cfg)
@@ -206,7 +229,9 @@ def conditions(spec: ModelSpec, precision: str) -> tuple[str, ...]:
     if precision == "mxfp4":
         out.append("MXFP4 stays MXFP4 only with CUDA CC >= 7.5, triton >= 3.4 and `kernels` (>=0.18.2,<0.19) on the "
                    "node; otherwise transformers dequantizes to bf16 while loading (see the bf16 plan)")
-    if precision in BNB:
+    if precision == NODECOMP:
+        out.append(NODECOMP_CONDITION)
+    if precision in BNB_ALL:
         out.append("bitsandbytes must be installed on the node")
     if precision == "fp8" and checkpoint_method(spec) != "fp8":
         out.append("fp8 quantization on load needs a GPU with compute capability >= 8.9")

@@ -21,6 +21,8 @@ from vplan.planner.units import GIB
 
 OFFLOAD_MODES = ("none", "cpu", "disk")
 CACHE_DTYPE_BYTES = 2  # the KV cache is held in the compute dtype (bf16/fp16)
+# precisions whose nn.Linear layers run a quantized kernel (a host cost per call; see speed.CALL_HOST_S)
+QUANTIZED_LINEARS = ("int8", "int8-nodecomp", "nf4", "fp8", "bnb-int8", "bnb-nf4", "gptq-int4", "gptq-int8", "awq-int4")
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,10 @@ class Tables:
 
 
 def tables(spec: ModelSpec, precision: str, wl) -> Tables:
+    mem = policy.memory_precision(precision)
     return Tables(
-        w_gpu=weights.weight_bytes_by_block(spec, precision),
-        w_cpu=weights.weight_bytes_by_block(spec, precision, cpu_offload_fp32=precision in policy.BNB),
+        w_gpu=weights.weight_bytes_by_block(spec, mem),
+        w_cpu=weights.weight_bytes_by_block(spec, mem, cpu_offload_fp32=precision in policy.BNB_ALL),
         kv=kv.kv_cache_bytes_by_block(spec, wl.context_tokens, wl.batch, CACHE_DTYPE_BYTES, prompt_tokens=wl.prompt_tokens),
         act=activations.activation_peak_bytes(spec, batch=wl.batch, prompt_tokens=wl.prompt_tokens,
                                               attn_implementation=wl.attn_implementation,
@@ -72,7 +75,7 @@ def _place(items, gpu_budget: int, n_gpus: int, cpu_budget: int, disk_budget: in
 def requirements(precision: str, transformers_spec: str) -> dict[str, Requirement]:
     req = {"transformers": Requirement(transformers_spec, "the memory model was computed for these versions"),
            "accelerate": Requirement(">=1.0", "explicit device maps")}
-    if precision in policy.BNB or precision.startswith("bnb"):
+    if precision in policy.BNB_ALL or precision.startswith("bnb"):
         req["bitsandbytes"] = Requirement(">=0.45", f"{precision} weights")
     if precision == "mxfp4":
         req["kernels"] = Requirement(">=0.18.2,<0.19", "MXFP4 kept on the GPU")
@@ -162,25 +165,49 @@ def _devices(spec, t: Tables, pl: Placement, n_gpus, gpu, gpu_ov, host, part) ->
 
 
 def _speed(spec, profile, part, t: Tables, pl: Placement, n_gpus, gpu, precision, wl):
-    active_ratio = spec.params_active / spec.params_total if spec.params_total else 1.0
     on_gpu = [nm for i in range(n_gpus) for nm in pl.per_device_blocks.get(str(i), [])]
     cpu_names = pl.per_device_blocks.get("cpu", [])
     disk_names = pl.per_device_blocks.get("disk", [])
+    on_gpu_set = set(on_gpu)
+    quantized = [b for b in spec.blocks if b.name in on_gpu_set] if precision in QUANTIZED_LINEARS else []
+    mean_context = wl.prompt_tokens + wl.max_new_tokens // 2
+    kv_mean = kv.kv_cache_bytes_by_block(spec, mean_context, wl.batch, CACHE_DTYPE_BYTES, prompt_tokens=wl.prompt_tokens)
     return estimate_speed(SpeedInputs(
         gpu=gpu, gpus=n_gpus,
-        gpu_read_bytes_per_step=int(sum(t.w_gpu[nm] for nm in on_gpu) * active_ratio
-                                    + sum(t.kv.get(nm, 0) for nm in on_gpu) + pl.offloaded_kv_bytes),
+        gpu_read_bytes_per_step=read_bytes_per_step(spec, t.w_gpu, on_gpu, wl.batch),
+        kv_bytes_mean=sum(kv_mean.get(nm, 0) for nm in on_gpu) + (pl.offloaded_kv_bytes if n_gpus else 0),
+        quantized_linears=sum(len(b.linear_shapes) for b in quantized),
+        quantized_linear_params=sum(b.params.get("linear", 0) for b in quantized),
         host_transfer_bytes_per_step=sum(t.w_cpu[nm] for nm in cpu_names) if n_gpus > 0 else 0,
         disk_read_bytes_per_step=sum(t.w_cpu[nm] for nm in disk_names),
-        cpu_read_bytes_per_step=int(sum(t.w_cpu[nm] for nm in cpu_names) * active_ratio
-                                    + sum(t.kv.get(nm, 0) for nm in cpu_names)) if n_gpus == 0 else 0,
+        cpu_read_bytes_per_step=(read_bytes_per_step(spec, t.w_cpu, cpu_names, wl.batch)
+                                 + sum(kv_mean.get(nm, 0) for nm in cpu_names)) if n_gpus == 0 else 0,
         layers=spec.num_layers, moe_layers=spec.moe.moe_layers if spec.moe else 0,
+        decode_flops=2.0 * spec.params_active * wl.batch,
         prefill_flops=prefill_flops(spec.params_active, wl.prompt_tokens, wl.batch,
                                     4.0 * spec.num_layers * spec.num_heads * spec.head_dim),
         prompt_tokens=wl.prompt_tokens, new_tokens=wl.max_new_tokens, batch=wl.batch, precision=precision,
         checkpoint_bytes=spec.checkpoint_bytes, offload_write_bytes=pl.disk_bytes,
         storage_bytes_per_s=profile.storage_bytes_per_s, storage=profile.storage,
         scratch_bytes_per_s=profile.scratch_bytes_per_s, cpus=part.cpus_per_node))
+
+
+def read_bytes_per_step(spec: ModelSpec, w: dict[str, int], names, batch: int) -> int:
+    """Weight bytes one decode step reads from ``names``: not the input-embedding table (a gather of ``batch``
+    rows) unless the head is tied to it; of routed experts, the share the batch's tokens touch (each picks
+    top_k of n: 1 - (1 - k/n)^batch of them)."""
+    touched = 1.0
+    if spec.moe and spec.moe.n_routed_experts:
+        touched = 1.0 - (1.0 - spec.moe.top_k / spec.moe.n_routed_experts) ** batch
+    total = 0.0
+    blocks = {b.name: b for b in spec.blocks}
+    for nm in names:
+        if nm == "model.embed_tokens" and not spec.tie_word_embeddings:
+            continue
+        b = blocks[nm]
+        routed = b.routed_expert_params / b.params_total if b.params_total else 0.0
+        total += w[nm] * (1.0 - routed * (1.0 - touched))
+    return int(total)
 
 
 def _g(n: int) -> str:

@@ -17,7 +17,7 @@ from vplan.planner.memory import vllm as vm
 from vplan.planner.memory import vllm_gpu as vg
 from vplan.planner.memory.overhead import HOST_PROCESS_BYTES
 from vplan.planner.model import ModelSpec
-from vplan.planner.plan.contract import DeviceBudget, Plan, Rejection, Requirement, VllmArgs, VllmRank
+from vplan.planner.plan.contract import DeviceBudget, Plan, Rejection, Requirement, Speed, VllmArgs, VllmRank
 from vplan.planner.search import precision as policy
 from vplan.planner.search import vllm_speed
 from vplan.planner.search.core import CheckResult
@@ -245,8 +245,6 @@ def _reason(plan: Plan, ladder: tuple[str, ...], spec: ModelSpec) -> Plan:
 
 def _refused(spec, profile, part, opts, why: str) -> Plan:
     """A does-not-fit vLLM plan for a model or partition vLLM (as vplan models it) cannot run."""
-    from vplan.planner.plan.contract import Speed
-
     gpu = part.gpu
     return Plan(model_id=spec.model_id, revision=spec.revision, source=spec.source, architecture=spec.architecture,
                 engine="vllm", status="does-not-fit", rejection=Rejection.ENGINE, reason=f"vLLM: {why}",

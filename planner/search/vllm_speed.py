@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from vplan.planner.hardware.gpus import GpuSpec
 from vplan.planner.plan.contract import Speed
 
-# Share of the datasheet HBM bandwidth vLLM's decode reaches (fused, graph-captured GEMV/GEMM and paged attention).
-# Set from the public runs in benchmarks/results/speed_evidence.md (vLLM rows): a measured single-GPU TPOT at
-# concurrency 1 implies 0.75-0.9 of datasheet; 0.8 is used.
-HBM_EFFICIENCY = 0.8
+# Share of the datasheet HBM bandwidth vLLM's decode reaches (graph-captured GEMV/GEMM and paged attention).
+# Set with the published single-GPU runs of benchmarks/results/vllm_speed_evidence.md in view: vLLM's CI latency
+# benchmark (Llama-3-8B, batch 8: 12.3 ms/step on A100-80GB, 6.5 ms on H200) implies 0.7-0.8 of datasheet; 0.75,
+# the figure the transformers model uses too.
+HBM_EFFICIENCY = 0.75
 # Per decode step cost that does not scale with the model: scheduling, input preparation, sampling, detokenizing
 # (vLLM V1 overlaps much of it with async scheduling). Public TPOT floors of small models are 2-4 ms (vLLM
 # perf-update blog 2024-09-05: 8B on H100 at ~4-6 ms/token); 1.5 ms is used.
@@ -28,8 +29,10 @@ STEP_OVERHEAD_S = 1.5e-3
 # With --enforce-eager (no CUDA graphs): kernel launches per layer and step (the transformers model: 0.5 ms/layer
 # is Python-heavy generate(); vLLM eager runs compiled code, ~0.1 ms/layer).
 EAGER_LAYER_OVERHEAD_S = 0.1e-3
-# One all-reduce of a small tensor: NCCL/custom all-reduce latency, NVLink ~10 us, PCIe ~25 us (NCCL tests).
-ALLREDUCE_LATENCY_S = {"nvlink": 10e-6, "pcie": 25e-6}
+# One all-reduce of a decode-sized tensor, latency-bound: NCCL's small-message all-reduce is ~10-30 us on NVLink
+# (nccl-tests), vLLM's custom all-reduce at the low end; the CI latency rows at TP 2 and 4 (Llama-3-70B on 4 x
+# A100-80GB: 31.2 ms/step) leave ~25 us per all-reduce once the weights are read. PCIe: twice that (ASSUMED).
+ALLREDUCE_LATENCY_S = {"nvlink": 25e-6, "pcie": 50e-6}
 # Dense share of peak bf16 FLOP/s in prefill (FlashAttention, large GEMMs): MLPerf-class servers reach 50-60 %.
 PREFILL_MFU = 0.5
 # Compute ceiling of large decode batches (memory-bound below): share of the dense peak.
@@ -116,15 +119,19 @@ def prefill_s_per_token(s: VllmSpeedInputs) -> float:
 
 def estimate(s: VllmSpeedInputs) -> Speed:
     lat = token_latency_s(s, s.concurrency)
-    decode = 1.0 / lat
     per_token_prefill = prefill_s_per_token(s)
     seconds_per_request = s.prompt_tokens * per_token_prefill + s.new_tokens * lat / s.concurrency
+    # what one sequence sees: its decode steps, and the prefills of the other sequences the scheduler puts
+    # between them while it generates (continuous batching, chunked prefill)
+    interleaved = (s.concurrency - 1) * s.prompt_tokens * per_token_prefill / s.new_tokens
+    decode = 1.0 / (lat + interleaved)
     load = s.checkpoint_bytes / s.nodes / s.storage_bytes_per_s + ENGINE_START_S
     notes = [
         f"vLLM decode: weights + KV read per step at {HBM_EFFICIENCY:.0%} of {s.gpu.hbm_bytes_per_s / 1e9:.0f} GB/s HBM"
         f", {STEP_OVERHEAD_S * 1e3:.1f} ms per step (scheduler, sampler; CUDA graphs"
         + (" off: +0.1 ms per layer" if s.enforce_eager else "") + ")",
-        f"concurrency {s.concurrency}: sequences decoded together (min of the job's requests, max_num_seqs, the KV pool)",
+        f"concurrency {s.concurrency}: sequences decoded together (min of the job's requests, max_num_seqs, the KV pool);"
+        " per-sequence decode includes the other sequences' prefills scheduled between its steps",
         f"prefill at {PREFILL_MFU:.0%} of {s.gpu.bf16_tflops:.0f} dense bf16 TFLOP/s per GPU",
         f"load: checkpoint over {s.nodes} node(s) at {s.storage_bytes_per_s / 1e9:.1f} GB/s each + {ENGINE_START_S:.0f} s "
         "engine start (torch.compile, CUDA graphs)",

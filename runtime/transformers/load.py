@@ -13,9 +13,10 @@ from pathlib import Path
 
 from vplan.planner.errors import PlanFileError, RunError
 from vplan.planner.plan import Plan, read_plan
-from vplan.runtime.alloc import ensure_expandable_segments
+from vplan.runtime.alloc import allocator_report, ensure_expandable_segments
 
 from vplan.runtime.preflight import offload_folder_for
+from vplan.runtime.transformers.verify import verify_loaded
 from vplan.runtime.report import (LoadReport, Log, fmt_bytes, gpu_snapshot, load_measures, render_measures, rss_bytes,
                      stderr_log, tensor_bytes_by_device)
 
@@ -185,10 +186,17 @@ def load_planned(plan_or_path: Plan | str | os.PathLike, *, model_path: str | No
     else:
         matches = used is None or {str(v) for v in used.values()} == set(planned_map.values())
     tensors = tensor_bytes_by_device(model, used or plan.device_map)
+    checks = verify_loaded(model, plan, tensors)
+    for c in checks:
+        log(c.line())
+    alloc = allocator_report()
+    if alloc["active"] is not None:
+        log(f"[{'*' if alloc['active'] else '!'}] CUDA allocator: expandable_segments "
+            f"{'on' if alloc['active'] else 'OFF'} (torch settings {alloc['torch_settings'] or alloc['requested']!r})")
     measures = load_measures(plan, tensors=tensors, rss_delta=rss_delta, gpus=gpu_snapshot() if gpus else {},
                              offload_folder=kwargs.get("offload_folder"))
     render_measures(measures, "Memory after load, measured vs planned", log, tty=tty)
     shown = {k: (repr(v) if not isinstance(v, (str, int, float, bool, dict)) else v) for k, v in kwargs.items()}
     report = LoadReport(plan.model_id, source, load_s, planned_map, {k: str(v) for k, v in used.items()} if used else None,
-                        matches, measures, tuple(gpus), shown)
+                        matches, measures, tuple(gpus), shown, tuple(c.to_dict() for c in checks), alloc)
     return model, tokenizer, report

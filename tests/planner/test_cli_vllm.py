@@ -1,20 +1,7 @@
 """The CLI with --engine: the check --json keys for vLLM plans, both engines side by side, vLLM plan files."""
 import json
-import os
-import subprocess
-import sys
 
-import pytest
-
-
-@pytest.fixture
-def env(tmp_path):
-    return dict(os.environ, HF_HOME=str(tmp_path / "hf"), VPLAN_CACHE=str(tmp_path / "vc"), HF_HUB_OFFLINE="1",
-                COLUMNS="200")
-
-
-def vplan(env, *args):
-    return subprocess.run([sys.executable, "-m", "vplan.planner.cli", *args], env=env, capture_output=True, text=True)
+from tests.planner.test_cli import env, vplan  # noqa: F401 (env is a fixture)
 
 
 def test_check_json_with_both_engines(env):

@@ -116,3 +116,19 @@ def test_more_gpus_never_lose_kv(specs):
     tokens = [p.vllm.kv_cache_tokens for p in
               (_vllm(spec, prof, max_gpus=n).plan for n in (1, 2, 4, 8)) if p.fits]
     assert tokens and tokens == sorted(tokens)
+
+
+def test_each_rank_stays_in_its_budget_and_the_tightest_fills_it(specs):
+    """Every rank: weights + profiling peak + non-torch + graphs + KV <= ceil(total x 0.92) + context/NCCL outside it;
+    the rank that sets num_blocks (the minimum over ranks) is left less than one block."""
+    from vplan.planner.memory import vllm_gpu as vg
+
+    for model in ("deepseek-ai/DeepSeek-V2.5", "Qwen/Qwen3-32B", "openai/gpt-oss-20b"):
+        p = _vllm(specs[model]).plan
+        v = p.vllm
+        budget = vg.requested_bytes(GPU_CATALOG["A100-40GB"], v.gpu_memory_utilization) + \
+            vg.outside_budget_bytes(p.nodes * p.gpus)
+        blocks = [vm.kv_bytes_per_block(specs[model], tp=v.tensor_parallel_size, pp=v.pipeline_parallel_size,
+                                        pp_rank=r.pp_rank, block_size=v.block_size, kv_dtype_bytes=2) for r in v.ranks]
+        assert all(d.total_bytes <= budget <= d.capacity_bytes for d in p.gpu_devices)
+        assert any(budget - d.total_bytes < b for d, b in zip(p.gpu_devices, blocks))

@@ -59,6 +59,8 @@ def test_disk_offload_folder_and_env_override(tiny_models, monkeypatch, tmp_path
     ("mxfp4", {"dequantize": True}, "Mxfp4Config", ("dequantize", True)),
     ("fp8", {"weight_block_size": [128, 128]}, "FineGrainedFP8Config", ("weight_block_size", (128, 128))),
     ("bitsandbytes", {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}, "BitsAndBytesConfig", ("bnb_4bit_quant_type", "nf4")),
+    # int8-nodecomp: LLM.int8 without outlier decomposition
+    ("bitsandbytes", {"load_in_8bit": True, "llm_int8_threshold": 0.0}, "BitsAndBytesConfig", ("llm_int8_threshold", 0.0)),
 ])
 def test_quantization_configs(tiny_models, method, config, cls, attr):
     plan = make_plan(tiny_models["llama"], layer_map(4, ["cpu"] * 4), quantization=Quantization(method, config))

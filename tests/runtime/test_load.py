@@ -97,3 +97,40 @@ def test_load_failure_is_a_run_error_with_figures(tiny_models, tmp_path):
         load_planned(plan, model_path=str(tmp_path / "nowhere"), log=lambda _l: None, tty=False)
     assert e.value.exit_code == 5
     assert "planned: cpu" in e.value.message and "measured at failure: process RSS" in e.value.message
+
+
+def test_loaded_weights_are_checked_against_the_plan_on_every_path(tiny_models):
+    """The API with no preflight at all: a plan that matches passes every check; plans whose precision, dtype or
+    bytes the loaded model contradicts are reported with the numbers (the MXFP4-dequantized case is the same
+    check: a plan's format against what transformers actually built)."""
+    import dataclasses
+
+    folder = tiny_models["llama"]
+    plan = make_plan(folder, layer_map(4, ["cpu"] * 4))
+    lines: list[str] = []
+    _m, _t, rep = load_planned(plan, log=lines.append, tty=False)
+    assert rep.weights_as_planned and all(c["ok"] for c in rep.weight_checks)
+    assert any(line.startswith("[*] weights bytes cpu: cpu holds ") for line in lines)
+    cpu = plan.device("cpu")
+    wrong = dataclasses.replace(plan, precision="int8", quantization=None, dtype="float32", devices=(
+        dataclasses.replace(cpu, weights_bytes=cpu.weights_bytes // 2),))
+    lines = []
+    _m, _t, rep = load_planned(wrong, log=lines.append, tty=False)
+    bad = {c["name"]: c["detail"] for c in rep.weight_checks if not c["ok"]}
+    assert set(bad) == {"format", "bytes cpu"}, bad
+    assert "no Linear8bitLt module was loaded" in bad["format"]
+    assert "+100.0 %" in bad["bytes cpu"] and "re-plan here" in bad["bytes cpu"]
+    assert sum(line.startswith("[!] weights ") for line in lines) == 2
+
+
+def test_an_mxfp4_plan_loaded_without_kernels_is_reported(tiny_models):
+    """On this machine transformers cannot keep MXFP4 (no GPU, no `kernels`): a plan that says it will is told."""
+    import dataclasses
+
+    from vplan.runtime.transformers.verify import verify_loaded
+
+    plan = make_plan(tiny_models["llama"], layer_map(4, ["cpu"] * 4))
+    mx = dataclasses.replace(plan, precision="mxfp4", quantization=Quantization("mxfp4", {"dequantize": False}))
+    model, _t, _r = load_planned(plan, log=lambda _l: None, tty=False)
+    fmt = next(c for c in verify_loaded(model, mx, {}) if c.name == "format")
+    assert not fmt.ok and "dequantized the experts to bf16" in fmt.detail and "--mxfp4-kernels" in fmt.detail
