@@ -6,7 +6,7 @@ only inside the functions that need it.
 from __future__ import annotations
 
 _API = ("Check", "DeviceMeasure", "GpuInfo", "LoadReport", "PreflightReport", "RunReport", "build_from_pretrained_kwargs",
-        "done_ids", "generate_record", "load_planned", "read_records", "run_preflight", "run_records")
+        "done_ids", "generate_record", "load_planned", "read_records", "run_preflight", "run_records", "run_vllm")
 __all__ = list(_API)
 
 

@@ -67,9 +67,18 @@ def preflight_cmd(plan_file, as_json, dry_run, model_path):
 @click.option("--skip-preflight", is_flag=True, help="Load without checking the node first.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="Write the load and run measurements (measured vs planned) as JSON.")
+@click.option("--endpoint", default=None,
+              help="vLLM plans: the running server's OpenAI base URL (the job's $VPLAN_ENDPOINT) [default: start `vllm serve` here].")
+@click.option("--concurrency", type=click.IntRange(1, 100_000), default=None,
+              help="vLLM plans: requests in flight at once [default: the plan's batch, at most --max-num-seqs].")
+@click.option("--engine-log", type=click.Path(dir_okay=False), default=None,
+              help="vLLM plans: the server's log, for the figures only it reports (the job's $VPLAN_VLLM_LOG).")
 def run_cmd(plan_file, prompt, input_path, output_path, max_new_tokens, do_sample, temperature, model_path,
-            no_chat_template, skip_preflight, report_path):
-    """Preflight, load PLAN exactly as planned, generate for --prompt or --input, report measured vs planned."""
+            no_chat_template, skip_preflight, report_path, endpoint, concurrency, engine_log):
+    """Preflight, load PLAN exactly as planned, generate for --prompt or --input, report measured vs planned.
+
+    A vLLM plan runs through vLLM's server: the job's (--endpoint), or one this command starts and stops.
+    """
     if (prompt is None) == (input_path is None):
         raise UsageError("give exactly one of --prompt TEXT or --input prompts.jsonl")
     if input_path and not output_path:
@@ -78,34 +87,60 @@ def run_cmd(plan_file, prompt, input_path, output_path, max_new_tokens, do_sampl
         raise UsageError("--temperature only applies with --do-sample (decoding is greedy otherwise)")
     from vplan.planner.plan import read_plan
 
-    from vplan.runtime.transformers.generate import read_records, run_records
-    from vplan.runtime.transformers.load import load_planned
-    from vplan.runtime.preflight import run_preflight
-    from vplan.runtime.report import stderr_log
+    from vplan.runtime.records import read_records
 
     plan = read_plan(plan_file)
     records = read_records(input_path) if input_path else [{"id": 0, "prompt": prompt}]
     if plan.status == "does-not-fit":
         raise PreflightError(f"{plan_file} has status does-not-fit ({plan.reason or 'no reason given'}); pick a plan that fits: `vplan check MODEL`")
-    if not skip_preflight:
-        pre = run_preflight(plan, model_path=model_path)
-        for c in pre.failures:
-            stderr_log(c.line())
-        pre.raise_for_failures()
-        stderr_log(f"[*] Preflight passed ({len(pre.checks)} checks)")
-    model, tokenizer, load_report = load_planned(plan, model_path=model_path)
 
     def show(rec):
         if prompt is not None:
             click.echo(rec["output"])
 
-    run_report = run_records(model, tokenizer, records, plan, output=output_path, max_new_tokens=max_new_tokens,
-                             do_sample=do_sample, temperature=temperature, chat_template=not no_chat_template, on_record=show)
-    from vplan.runtime.report import render_measures
-
-    render_measures(run_report.peak, "Peak memory, measured vs planned")
+    args = dict(output=output_path, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+                chat_template=not no_chat_template, model_path=model_path, on_record=show)
+    if plan.engine == "vllm":
+        result = _run_vllm(plan, records, args, endpoint=endpoint, concurrency=concurrency, engine_log=engine_log,
+                           skip_preflight=skip_preflight)
+    else:
+        if endpoint or concurrency or engine_log:
+            raise UsageError("--endpoint, --concurrency and --engine-log are for vLLM plans; this plan's engine is transformers")
+        result = _run_transformers(plan, records, args, skip_preflight=skip_preflight)
     if report_path:
         from pathlib import Path
 
-        Path(report_path).write_text(json.dumps({"plan": str(plan_file), "load": load_report.to_dict(),
-                                                 "run": run_report.to_dict()}, indent=2, default=str) + "\n")
+        Path(report_path).write_text(json.dumps({"plan": str(plan_file), **result}, indent=2, default=str) + "\n")
+
+
+def _preflight(plan, model_path) -> None:
+    from vplan.runtime.preflight import run_preflight
+    from vplan.runtime.report import stderr_log
+
+    pre = run_preflight(plan, model_path=model_path)
+    for c in pre.failures:
+        stderr_log(c.line())
+    pre.raise_for_failures()
+    stderr_log(f"[*] Preflight passed ({len(pre.checks)} checks)")
+
+
+def _run_transformers(plan, records, args, *, skip_preflight) -> dict:
+    from vplan.runtime.report import render_measures
+    from vplan.runtime.transformers.generate import run_records
+    from vplan.runtime.transformers.load import load_planned
+
+    if not skip_preflight:
+        _preflight(plan, args["model_path"])
+    model, tokenizer, load_report = load_planned(plan, model_path=args.pop("model_path"))
+    run_report = run_records(model, tokenizer, records, plan, **args)
+    render_measures(run_report.peak, "Peak memory, measured vs planned")
+    return {"load": load_report.to_dict(), "run": run_report.to_dict()}
+
+
+def _run_vllm(plan, records, args, *, endpoint, concurrency, engine_log, skip_preflight) -> dict:
+    from vplan.runtime.vllm.run import run_vllm
+
+    if not skip_preflight and not endpoint:
+        _preflight(plan, args["model_path"])
+    return run_vllm(plan, records, endpoint=endpoint, concurrency=concurrency, engine_log=engine_log,
+                    server_preflight=not skip_preflight, **args).to_dict()

@@ -24,6 +24,7 @@ DEVMODE="${SLURM_CI_DEVMODE:-link}"
 DEFMEM="${SLURM_CI_DEFMEM:-1024}"
 TIMEOUT="${SLURM_CI_TIMEOUT:-30}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/slurm-lib.sh"
 log() { echo "slurm-up: $*" >&2; }
 
 for exe in slurmctld slurmd sinfo mungekey; do
@@ -56,45 +57,20 @@ done
 OVERRIDES=""
 [ "${SLURM_CI_FAKE:-0}" = 1 ] && OVERRIDES="SlurmdParameters=config_overrides"
 
-cat >"$B/etc/slurm.conf" <<CONF
+{
+cat <<CONF
 ClusterName=ci
 SlurmctldHost=localhost
 SlurmctldPort=$PORT
 SlurmdPort=$((PORT + 1))
-SlurmUser=$ME
-SlurmdUser=$ME
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket=$B/munge/munge.socket.2
-StateSaveLocation=$B/ctld
-SlurmdSpoolDir=$B/spool/%n
-SlurmctldPidFile=$B/run/slurmctld.pid
 SlurmdPidFile=$B/run/slurmd.pid
-SlurmctldLogFile=$B/log/slurmctld.log
 SlurmdLogFile=$B/log/slurmd.log
-SlurmctldDebug=info
-SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-MpiDefault=none
-SwitchType=switch/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=$DEFMEM
-GresTypes=gpu
-EnforcePartLimits=ALL
-ReturnToService=2
-SchedulerType=sched/backfill
-MinJobAge=300
-MailProg=/bin/true
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 $OVERRIDES
 NodeName=ci01 NodeAddr=127.0.0.1 NodeHostname=localhost CPUs=$CPUS RealMemory=$MEM Gres=$GRES_NODE State=UNKNOWN
 PartitionName=gpu Nodes=ci01 Default=YES MaxTime=$MAXTIME State=UP
 CONF
+slurm_conf_common "$B" "$DEFMEM"
+} >"$B/etc/slurm.conf"
 LAST=$((GPUS - 1))
 if [ "$GPUS" -gt 0 ]; then
     printf 'AutoDetect=off\nNodeName=ci01 Name=gpu %sCount=%s File=%s/dev/nvidia[0-%s]\n' "$TYPE_CONF" "$GPUS" "$B" "$LAST" >"$B/etc/gres.conf"
@@ -110,9 +86,7 @@ fail() {
 }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-mungekey -c -k "$B/munge/munge.key" >/dev/null 2>&1 || fail "mungekey failed"
-"$MUNGED" --socket="$B/munge/munge.socket.2" --key-file="$B/munge/munge.key" --pid-file="$B/munge/munged.pid" \
-    --log-file="$B/munge/munged.log" --seed-file="$B/munge/munged.seed" || fail "munged did not start"
+start_munge "$B" || fail "munge did not start"
 export SLURM_CONF="$B/etc/slurm.conf"
 slurmctld -f "$SLURM_CONF" || fail "slurmctld did not start"
 slurmd -f "$SLURM_CONF" -N ci01 || fail "slurmd did not start"

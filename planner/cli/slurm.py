@@ -36,7 +36,7 @@ def _profile(cluster_file: str | None):
 
 @click.command("render-sbatch", cls=_UserCommand)
 @click.argument("plans", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+@click.option("-o", "--script", "output", type=click.Path(dir_okay=False), default=None,
               help="Script to write (chmod 755, atomic) [default: print to stdout].")
 @click.option("--array", "as_array", is_flag=True, help="One job array over all PLANS (one script per GPU shape).")
 @click.option("--cluster", "cluster_file", type=click.Path(dir_okay=False), default=None,
@@ -51,15 +51,21 @@ def _profile(cluster_file: str | None):
 @click.option("--job-name", default=None, help="SLURM job name [default: vplan-<model>; arrays: vplan-array].")
 @click.option("--log-dir", default=None, type=click.Path(file_okay=False),
               help="Folder for %x-%j.out/.err (created now) [default: the submit directory].")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
+              help="Prompts JSONL the job's `vplan run` reads (with --output; a vLLM job needs these or a command).")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
+              help="Results JSONL the job's `vplan run` appends to (a resubmitted job resumes from it).")
 @click.option("--force", is_flag=True,
               help="Overwrite the output, render does-not-fit plans, cap memory/time at the partition's limits.")
 @click.pass_context
 def render_sbatch_cmd(ctx, plans, output, as_array, cluster_file, partition, constraint, time_, requests, cpus_per_task,
-                      job_name, log_dir, force):
+                      job_name, log_dir, input_path, output_path, force):
     """Write the sbatch script for PLAN (or a job array for several), from the plan and the cluster profile.
 
-    The job runs `vplan run "$VPLAN_PLAN"`, or the command after `--`:
+    The job runs `vplan run "$VPLAN_PLAN"` (--input/--output: the prompts and results), or the command after `--`:
     vplan render-sbatch plan.json -o job.sh -- python my_job.py --plan plan.json
+    A vLLM plan's job starts vLLM's server on its node(s) first; the command finds it in $VPLAN_ENDPOINT
+    (write '$VPLAN_ENDPOINT' in single quotes so the job expands it).
     """
     from vplan.planner.plan import read_plan
     from vplan.planner.slurm.render import render_arrays, render_sbatch
@@ -74,7 +80,9 @@ def render_sbatch_cmd(ctx, plans, output, as_array, cluster_file, partition, con
         log_dir = os.path.abspath(log_dir)
     opts = SbatchOptions(plan_path=abs_paths[0], plan_paths=abs_paths, partition=partition, constraint=constraint, time=time_,
                          requests=requests, cpus_per_task=cpus_per_task, job_name=job_name, log_dir=log_dir or "",
-                         command=ctx.meta.get("vplan_command", ()), force=force)
+                         command=ctx.meta.get("vplan_command", ()), force=force,
+                         input_path=os.path.abspath(input_path) if input_path else "",
+                         output_path=os.path.abspath(output_path) if output_path else "")
     if not as_array:
         scripts = [("", render_sbatch(loaded[0], profile, opts))]
     else:

@@ -13,27 +13,17 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, replace
-from importlib import resources
 from typing import Sequence
 
-from vplan.planner.errors import NoFittingPlanError, UsageError
+from vplan.planner.errors import UsageError
 from vplan.planner.hardware.cluster import ClusterProfile
 from vplan.planner.plan.contract import ALLOC_CONF, Plan
 from vplan.planner.slurm.resources import Resources, SbatchOptions, compute_resources, partition_for
-from vplan.planner.slurm.safety import (LOGDIR_RE, REVISION_RE, check_text, no_token, sanitise_job_name,
-                                        shell_path_expr, validate_abs_path, validate_name, validate_repo_id)
+from vplan.planner.slurm.safety import check_text, sanitise_job_name, shell_path_expr, validate_abs_path, validate_name
+from vplan.planner.slurm.script import (check_plan, directives, echo_lines, environment, io_args, log_stem,
+                                        render_template, user_command)
+from vplan.planner.slurm.vllm import render_vllm
 from vplan.planner.units import GIB
-
-
-def _check_plan(plan: Plan, options: SbatchOptions) -> None:
-    validate_repo_id(plan.model_id, plan.source)
-    if plan.revision is not None and not REVISION_RE.match(plan.revision):
-        raise UsageError(f"plan revision {plan.revision!r} is not a branch, tag or commit; re-create the plan")
-    if plan.status == "does-not-fit" and not options.force:
-        raise NoFittingPlanError(
-            f"plan {plan.model_id} does not fit: {plan.reason or 'no reason recorded'}; "
-            "re-plan (vplan check lists what would run) or pass --force to render it anyway"
-        )
 
 
 def _header(plan: Plan, path: str) -> list[str]:
@@ -51,63 +41,31 @@ def _header(plan: Plan, path: str) -> list[str]:
     return [check_text(x, "plan field") for x in lines]
 
 
-def _payload(options: SbatchOptions) -> str:
-    if options.command:
-        for a in options.command:
-            if "\x00" in a:
-                raise UsageError("a command argument contains a NUL byte; remove it")
-            no_token(a, "the command")
-        return " ".join(shlex.quote(a) for a in options.command)
-    return 'vplan run "$VPLAN_PLAN"'
-
-
 def _context(profile: ClusterProfile, options: SbatchOptions, res: Resources, job_name: str, array: bool) -> dict:
     part = profile.partition(res.partition)
-    if options.log_dir and not LOGDIR_RE.match(options.log_dir):
-        raise UsageError(f"--log-dir {options.log_dir!r} is invalid: use letters, digits and / . _ - + only")
-    stem = (options.log_dir.rstrip("/") + "/" if options.log_dir else "") + ("%x-%A_%a" if array else "%x-%j")
-    directives = [f"--job-name={job_name}", f"--partition={res.partition}", "--nodes=1", "--ntasks=1",
-                  f"--cpus-per-task={res.cpus_per_task}", res.mem_flag, res.time_flag]
-    if res.gpu_flag:
-        directives.insert(4, res.gpu_flag)
-    if res.constraint:
-        directives.append(f"--constraint={res.constraint}")
-    directives += [f"--output={stem}.out", f"--error={stem}.err"]
-    for line in profile.setup:
-        no_token(line, "a setup line of the cluster profile")
     return {
-        "directives": directives,
+        **environment(profile),
+        "directives": directives(res, job_name, log_stem(options, array), ["--nodes=1", "--ntasks=1"]),
         "notes": list(res.notes),
-        "hf_home": shell_path_expr(profile.hf_home, "hf_home") if profile.hf_home else None,
-        "offline": not profile.compute_nodes_online,
         "scratch": shell_path_expr(part.local_scratch, f"local_scratch of partition {part.name!r}"),
         "alloc_conf": ALLOC_CONF,
-        "setup": list(profile.setup),
-        "payload": _payload(options),
+        "payload": user_command(options) or 'vplan run "$VPLAN_PLAN"' + io_args(options),
     }
 
 
-def _render(template: str, ctx: dict) -> str:
-    import jinja2
-
-    pkg = resources.files("vplan.slurm_templates")
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(lambda name: pkg.joinpath(name).read_text()),
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False,
-    )
-    return env.get_template(template).render(**ctx)
-
-
 def render_sbatch(plan: Plan, profile: ClusterProfile, options: SbatchOptions) -> str:
-    """The sbatch script for one plan; raises VplanError subclasses with the numbers when it cannot run."""
-    _check_plan(plan, options)
+    """The sbatch script for one plan (a vLLM plan: planner/slurm/vllm.py); raises VplanError subclasses with the
+    numbers when it cannot run."""
+    if plan.engine == "vllm":
+        return render_vllm(plan, profile, options)
+    check_plan(plan, options)
     path = validate_abs_path(options.plan_path, "plan path")
     res = compute_resources(plan, profile, options)
     job_name = validate_name(options.job_name, "--job-name") if options.job_name else sanitise_job_name(plan.model_id)
     ctx = _context(profile, options, res, job_name, array=False)
     header = _header(plan, path)
-    ctx.update(header=header, plan_path=shlex.quote(path), header_echo=[shlex.quote(f"[vplan] {x}") for x in header[:4]])
-    return _render("job.sh.j2", ctx)
+    ctx.update(header=header, plan_path=shlex.quote(path), header_echo=echo_lines(header[:4]))
+    return render_template("job.sh.j2", ctx)
 
 
 @dataclass(frozen=True)
@@ -141,7 +99,9 @@ def render_array(plans: Sequence[Plan], profile: ClusterProfile, options: Sbatch
     paths = [validate_abs_path(p, "plan path") for p in options.plan_paths]
     per_task = []
     for plan in plans:
-        _check_plan(plan, options)
+        if plan.engine == "vllm":
+            raise UsageError(f"{plan.model_id} is a vLLM plan: each runs its own server job; render it alone, without --array")
+        check_plan(plan, options)
         per_task.append(compute_resources(plan, profile, options))
     # one request for all tasks: the largest of each figure (already checked against the partition)
     big = max(per_task, key=lambda r: (r.mem_bytes, r.time_s, r.cpus_per_task))
@@ -158,7 +118,7 @@ def render_array(plans: Sequence[Plan], profile: ClusterProfile, options: Sbatch
                       "summary": check_text(f"{plan.model_id} {plan.precision} {plan.status} {plan.gpus} GPU, "
                                              f"{r.mem_flag[6:]} {r.time_flag[7:]}", "plan field")})
     ctx.update(tasks=tasks)
-    return _render("array.sh.j2", ctx)
+    return render_template("array.sh.j2", ctx)
 
 
 def render_arrays(plans: Sequence[Plan], profile: ClusterProfile, options: SbatchOptions) -> list[tuple[ArrayGroup, str]]:

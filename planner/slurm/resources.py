@@ -54,6 +54,8 @@ class SbatchOptions:
     job_name: str | None = None  # default: vplan-<model> (arrays: vplan-array)
     log_dir: str = ""  # where %x-%j.out/.err go ("" = the submit directory); must exist at submit time
     command: tuple[str, ...] = ()  # the user's command (argv); default: vplan run "$VPLAN_PLAN"
+    input_path: str = ""  # vplan run --input (absolute); with output_path
+    output_path: str = ""  # vplan run --output (absolute)
     force: bool = False  # render does-not-fit plans; cap memory/time at the partition's limits
 
 

@@ -158,7 +158,7 @@ def _check_gpus(plan: Plan, gpus: list[GpuInfo], env: Mapping[str, str]) -> list
     return out
 
 
-def _check_host_ram(plan: Plan, env: Mapping[str, str]) -> Check:
+def check_host_ram(plan: Plan, env: Mapping[str, str]) -> Check:
     limit, src = host_ram_limit(env)
     need = plan.host_ram_bytes
     ok = need <= limit
@@ -182,7 +182,7 @@ def _check_offload_disk(plan: Plan, env: Mapping[str, str]) -> Check | None:
                  "" if ok else "point VPLAN_OFFLOAD_FOLDER at a larger local scratch or re-plan with --no-disk")
 
 
-def _check_model_files(plan: Plan, model_path: str | None, env: Mapping[str, str]) -> list[Check]:
+def check_model_files(plan: Plan, model_path: str | None, env: Mapping[str, str]) -> list[Check]:
     local = model_path or (plan.model_id if plan.source == "local" else None)
     if local:
         missing = missing_model_files(Path(local))
@@ -204,7 +204,7 @@ def _check_model_files(plan: Plan, model_path: str | None, env: Mapping[str, str
                   "" if ok else "set HF_HOME to a filesystem with room, or download to local scratch and pass --model-path")]
 
 
-def _check_plan(plan: Plan) -> list[Check]:
+def check_plan(plan: Plan) -> list[Check]:
     out = []
     if plan.status == "does-not-fit":
         out.append(Check("plan", False, f"the plan's status is does-not-fit ({plan.reason or 'no reason given'})",
@@ -225,7 +225,7 @@ def run_preflight(plan: Plan, *, model_path: str | None = None, dry_run: bool = 
                   gpus: list[GpuInfo] | None = None, env: Mapping[str, str] | None = None) -> PreflightReport:
     """All checks of the node against ``plan``; ``gpus`` replaces the probe (tests), ``dry_run`` skips GPU ones."""
     env = os.environ if env is None else env
-    checks = _check_plan(plan)
+    checks = check_plan(plan)
     if dry_run:
         per_gpu = ", ".join(f"GPU {d.device} >= {gib(d.total_bytes)} free" for d in plan.gpu_devices)
         detail = (f"would check: {plan.gpus} x {plan.gpu_type} visible ({per_gpu})" if plan.gpus
@@ -233,10 +233,10 @@ def run_preflight(plan: Plan, *, model_path: str | None = None, dry_run: bool = 
         checks.append(Check("gpus", True, detail, skipped=True))
     else:
         checks += _check_gpus(plan, probe_gpus() if gpus is None else gpus, env)
-    checks.append(_check_host_ram(plan, env))
+    checks.append(check_host_ram(plan, env))
     disk = _check_offload_disk(plan, env)
     if disk:
         checks.append(disk)
-    checks += _check_model_files(plan, model_path, env)
+    checks += check_model_files(plan, model_path, env)
     checks += _check_packages(plan)
     return PreflightReport(plan.model_id, plan.status, dry_run, tuple(checks))

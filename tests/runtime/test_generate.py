@@ -6,7 +6,8 @@ import json
 import pytest
 
 from vplan.planner.errors import RunError, UsageError
-from vplan.runtime.transformers.generate import done_ids, read_records, run_records
+from vplan.runtime.records import done_ids, read_records
+from vplan.runtime.transformers.generate import run_records
 from vplan.runtime.transformers.load import load_planned
 
 from .conftest import PROMPTS, layer_map, make_plan

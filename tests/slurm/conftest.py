@@ -51,10 +51,11 @@ def make_plan(model_id: str = "Qwen/Qwen3-8B", *, gpus: int = 1, status: str = "
                              mem_bytes=128 * 1000**3))
 
 
-def planned(model_ids=None, profile=None) -> dict:
+def planned(model_ids=None, profile=None, engine: str = "transformers") -> dict:
     """Real plans from the planner library (vplan.planner.api.check_one, what `vplan plan` calls), offline from the
     bundled catalog, in a private HF_HOME/VPLAN_CACHE: {model_id: Plan}."""
     from vplan.planner.api import CheckOptions, check_one
+    from vplan.planner.search.core import SearchOptions
     from vplan.planner.source.catalog import list_ids
 
     keys = ("HF_HUB_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "VPLAN_CACHE")
@@ -65,7 +66,8 @@ def planned(model_ids=None, profile=None) -> dict:
     try:
         out = {}
         for mid in model_ids or list_ids():
-            out[mid] = check_one(mid, profile or default_profile(), CheckOptions(offline=True, suggest=False)).plan
+            opts = CheckOptions(offline=True, suggest=False, search=SearchOptions(engine=engine))
+            out[mid] = check_one(mid, profile or default_profile(), opts).plan
         return out
     finally:
         for k, v in saved.items():
@@ -120,16 +122,21 @@ def _no_slurm(reason: str):
     pytest.skip(f"SLURM test cluster unavailable: {reason} (run scripts/install-slurm.sh as root)")
 
 
+def _ensure_slurm(unavailable) -> None:
+    """SLURM's daemons installed (scripts/install-slurm.sh when root), else ``unavailable(reason)``."""
+    if shutil.which("slurmctld") or Path("/usr/sbin/slurmctld").exists():
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        unavailable("slurmctld is not installed and this is not root")
+    r = subprocess.run(["bash", str(REPO / "scripts" / "install-slurm.sh")], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        unavailable(f"install-slurm.sh failed: {r.stderr[-500:]}")
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """A real slurmctld + slurmd; yields the environment (SLURM_CONF set) for subprocess calls."""
-    if not shutil.which("slurmctld") and not Path("/usr/sbin/slurmctld").exists():
-        if os.geteuid() == 0 and shutil.which("apt-get"):
-            r = subprocess.run(["bash", str(REPO / "scripts" / "install-slurm.sh")], capture_output=True, text=True, timeout=300)
-            if r.returncode != 0:
-                _no_slurm(f"install-slurm.sh failed: {r.stderr[-500:]}")
-        else:
-            _no_slurm("slurmctld is not installed and this is not root")
+    _ensure_slurm(_no_slurm)
     base = tempfile.mkdtemp(prefix="vplan-slurm-", dir="/tmp")
     env = dict(os.environ, SLURM_CI_DIR=base, SLURM_CI_GPUS="2", SLURM_CI_GPUTYPE="a100", SLURM_CI_CPUS="4",
                SLURM_CI_MEM="122070", SLURM_CI_FAKE="1", SLURM_CI_MAXTIME="2-00:00:00", SLURM_CI_PORT=str(_free_port()))
@@ -143,4 +150,39 @@ def slurm_cluster():
         yield env
     finally:
         subprocess.run(["bash", str(REPO / "scripts" / "slurm-down.sh")], env=env, capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _no_namespaces(reason: str):
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"multi-node SLURM test cluster unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(f"multi-node SLURM test cluster unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def multinode_cluster():
+    """A real multi-node SLURM cluster (scripts/mn-slurm-up.sh: one network namespace per node), sized for the largest
+    plan the tests submit (DeepSeek-V2.5's, on the default profile's nodes: 2 x a100, 4 CPUs, 128 GB). Names, subnet
+    and port are private to this session; it is always torn down. Needs root: skipped locally without, fails in CI."""
+    if os.geteuid() != 0:
+        _no_namespaces("network namespaces need root")
+    for tool in ("ip", "nsenter"):
+        if not shutil.which(tool):
+            _no_namespaces(f"`{tool}` is not installed")
+    _ensure_slurm(_no_namespaces)
+    nodes = max(2, planned(["deepseek-ai/DeepSeek-V2.5"], engine="vllm")["deepseek-ai/DeepSeek-V2.5"].nodes)
+    base = tempfile.mkdtemp(prefix="vplan-mn-", dir="/tmp")
+    tag = os.getpid() % 200 + 20  # a subnet and names no other session on this machine uses at the same time
+    env = dict(os.environ, MN_DIR=base, MN_NODES=str(nodes), MN_GPUS="2", MN_GPUTYPE="a100", MN_CPUS="4", MN_MEM="122070",
+               MN_PORT=str(_free_port()), MN_NET=f"10.{tag}.{os.getpid() % 250}", MN_PREFIX=f"v{os.getpid() % 1000:03d}")
+    env["PATH"] = env.get("PATH", "") + ":/usr/sbin"
+    r = subprocess.run(["bash", str(REPO / "scripts" / "mn-slurm-up.sh")], env=env, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        subprocess.run(["bash", str(REPO / "scripts" / "mn-slurm-down.sh")], env=env, capture_output=True, timeout=120)
+        _no_namespaces(f"mn-slurm-up.sh failed ({r.returncode}): {r.stderr[-1500:]}")
+    env["SLURM_CONF"] = f"{base}/etc/slurm.conf"
+    try:
+        yield env
+    finally:
+        subprocess.run(["bash", str(REPO / "scripts" / "mn-slurm-down.sh")], env=env, capture_output=True, timeout=120)
         shutil.rmtree(base, ignore_errors=True)
