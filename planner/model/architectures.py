@@ -10,6 +10,7 @@ from vplan.planner.source.checkpoint import CheckpointSummary
 from vplan.planner.errors import MalformedConfigError, UnsupportedModelError
 from vplan.planner.model.behaviours import DEFAULT_TRANSFORMERS, behaviour, normalize_version
 from vplan.planner.model.spec import AttentionLayer, Block, MoeSpec, ModelSpec
+from vplan.planner.model.validate import validate_config
 
 DENSE = {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text"}
 MOE = {"mixtral", "qwen3_moe", "deepseek_v2", "deepseek_v3", "gpt_oss"}
@@ -64,8 +65,8 @@ def normalize_quant(config: dict) -> dict | None:
     method = str(q.get("quant_method", "")).lower()
     out = {"method": method, "raw": q}
     if method in ("gptq", "awq"):
-        out["bits"] = q.get("bits", q.get("w_bit", 4))
-        out["group_size"] = q.get("group_size", q.get("q_group_size", 128))
+        out["bits"] = _first(q, "bits", "w_bit", default=4)
+        out["group_size"] = _first(q, "group_size", "q_group_size", default=128)
     if method == "bitsandbytes":
         out["load_in_4bit"] = bool(q.get("load_in_4bit"))
         out["load_in_8bit"] = bool(q.get("load_in_8bit"))
@@ -79,8 +80,7 @@ def build_spec(model_id: str, revision: str | None, source: str, config: dict,
                transformers: str = DEFAULT_TRANSFORMERS) -> ModelSpec:
     """The ModelSpec of a config.json (+ checkpoint summary) as ``transformers`` (major.minor) loads it."""
     transformers = normalize_version(transformers)
-    if not isinstance(config, dict):
-        raise MalformedConfigError(f"config.json of {model_id} is not a JSON object; fix or re-download it")
+    validate_config(config, model_id)
     c = config
     mt = str(c.get("model_type", "")).lower()
     quant = normalize_quant(config) or normalize_quant(c)
@@ -263,7 +263,7 @@ def _attention(mt: str, c: dict, i: int, KVH: int, hd: int) -> AttentionLayer:
 
 def _fallback(model_id, revision, source, c, checkpoint, quant, dtype, notes) -> ModelSpec:
     mt = c.get("model_type") or "unknown"
-    if not checkpoint or not checkpoint.bytes_by_block:
+    if not checkpoint or not checkpoint.bytes_by_block or checkpoint.total_bytes <= 0:
         raise UnsupportedModelError(
             f"{model_id}: architecture {mt!r} is not modelled by vplan and no per-tensor checkpoint metadata is "
             "available to size it; use a safetensors checkpoint (Hub or local folder) or open an issue"
