@@ -11,6 +11,7 @@ idle per task); memory and time differences cost far less than a GPU, so they ar
 """
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -51,14 +52,40 @@ def _header(plan: Plan, path: str) -> list[str]:
     return [check_text(x, "plan field") for x in lines]
 
 
-def _payload(options: SbatchOptions) -> str:
+PAYLOAD_NEEDED = ("the job needs work to do: --input prompts.jsonl --output out.jsonl, --prompt TEXT, or a command "
+                  "after -- (e.g. -- python my_job.py); `vplan run` without them would stop right after the queue wait")
+
+
+def _payload(options: SbatchOptions, array: bool = False) -> str:
+    """The job's last line: the user's command, or `vplan run` with the work it needs; never a job that cannot run."""
+    given = [x for x in ("command", "prompt", "input_path") if getattr(options, x)]
+    if len(given) > 1:
+        raise UsageError("give one of: a command after --, --prompt, or --input/--output")
+    if options.output_path and not options.input_path:
+        raise UsageError("--output needs --input prompts.jsonl (a --prompt's answer goes to the job's log)")
     if options.command:
         for a in options.command:
             if "\x00" in a:
                 raise UsageError("a command argument contains a NUL byte; remove it")
             no_token(a, "the command")
         return " ".join(shlex.quote(a) for a in options.command)
-    return 'vplan run "$VPLAN_PLAN"'
+    if options.prompt:
+        if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", options.prompt):
+            raise UsageError("--prompt has control characters; put such prompts in a JSONL file for --input")
+        no_token(options.prompt, "--prompt")
+        return f'vplan run "$VPLAN_PLAN" --prompt {shlex.quote(options.prompt)}'
+    if options.input_path:
+        if not options.output_path:
+            raise UsageError("--input needs --output out.jsonl (the job appends results there; a rerun resumes)")
+        src = shlex.quote(validate_abs_path(options.input_path, "--input"))
+        dst = validate_abs_path(options.output_path, "--output")
+        if array:  # one results file per task: out.jsonl -> out.<task id>.jsonl
+            stem, dot, ext = dst.rpartition(".") if "." in dst.rsplit("/", 1)[-1] else (dst, "", "")
+            dst_sh = shlex.quote(stem) + '."${SLURM_ARRAY_TASK_ID}"' + (shlex.quote(dot + ext) if dot else "")
+        else:
+            dst_sh = shlex.quote(dst)
+        return f'vplan run "$VPLAN_PLAN" --input {src} --output {dst_sh}'
+    raise UsageError(PAYLOAD_NEEDED)
 
 
 def _context(profile: ClusterProfile, options: SbatchOptions, res: Resources, job_name: str, array: bool) -> dict:
@@ -83,7 +110,7 @@ def _context(profile: ClusterProfile, options: SbatchOptions, res: Resources, jo
         "scratch": shell_path_expr(part.local_scratch, f"local_scratch of partition {part.name!r}"),
         "alloc_conf": ALLOC_CONF,
         "setup": list(profile.setup),
-        "payload": _payload(options),
+        "payload": _payload(options, array),
     }
 
 
