@@ -146,7 +146,7 @@ def test_job_runs_real_preflight(cached, slurm_cluster, tmp_path):
         assert f"[FAIL] model files: HF_HUB_OFFLINE=1 and {model}@main is not in the HF cache {hf_home}/hub; " \
                f"download it where the Hub is reachable: `hf download {model} --revision main` with the same HF_HOME" in out
         assert "JobState=FAILED" in info and "ExitCode=4:0" in info, info
-        assert "vplan: error: preflight model files: HF_HUB_OFFLINE=1" in err
+        assert "vplan: error: preflight: 1 check failed (model files)" in err
     assert not list(Path("/tmp").glob(f"vplan-offload-{jid}"))  # trap removed the scratch folder
 
 
