@@ -285,8 +285,9 @@ def validate_config(config, model_id: str, architecture: str | None = None) -> N
     try:
         _walk(config, "", 0)
         mt = architecture or config.get("model_type")
-        if isinstance(mt, str):
-            mt = mt.lower()
+        if not isinstance(mt, str) or not mt:
+            raise _Bad("model_type", mt, "must name the architecture (a string such as \"llama\")")
+        mt = mt.lower()
         if mt in RULES:
             _apply(COMMON + RULES[mt], config)
             for check in CHECKS:
