@@ -154,6 +154,19 @@ def print_next_steps(con, report, replay: str = "") -> None:
     which = " (likewise for the other models)" if len(report.results) > 1 else ""
     _out(con, ("next steps", "bold"), f"{which}: the plan file, a job script that runs it (--input/--output, "
               "--prompt TEXT or -- CMD), the submission:", indent=0)
-    _out(con, f"vplan plan {shlex.quote(r.spec.model_id)}{flags} -o {name}", hang=4)
-    _out(con, f"vplan render-sbatch {name} -o job.sh --input in.jsonl --output out.jsonl", hang=4)
-    _out(con, "sbatch job.sh", hang=4)
+    for cmd in (f"vplan plan {shlex.quote(r.spec.model_id)}{flags} -o {name}",
+                f"vplan render-sbatch {name} -o job.sh --input in.jsonl --output out.jsonl", "sbatch job.sh"):
+        for line in shell_lines(cmd, con.width - 2):
+            con.print("  " + line, highlight=False, markup=False, soft_wrap=True)
+
+
+def shell_lines(cmd: str, width: int) -> list[str]:
+    """A command as lines of at most ``width`` that a shell reads back as one (backslash continuations)."""
+    lines, cur = [], ""
+    for word in cmd.split(" "):
+        if cur and len(cur) + 1 + len(word) + 2 > width:
+            lines.append(cur + " \\")
+            cur = "    " + word
+        else:
+            cur = f"{cur} {word}" if cur else word
+    return lines + [cur]
