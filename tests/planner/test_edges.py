@@ -15,13 +15,7 @@ from vplan.planner.plan.contract import PlanInvariantError
 from vplan.planner.source import catalog
 
 
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("VPLAN_CACHE", str(tmp_path / "vc"))
-    monkeypatch.setenv("COLUMNS", "80")
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("offline_home")
 
 
 def cfg(mid: str, **edits) -> dict:

@@ -1,8 +1,9 @@
-"""Every fuzz test runs offline (the catalog and folders only), in its own HOME for caches, at 80 columns."""
+"""Shared fixtures. ``offline_home``: offline (the catalog and folders only), caches in a fresh folder that is also
+the working directory, an 80-column terminal (the fuzz tests and the CLI front-door tests)."""
 import pytest
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def offline_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
