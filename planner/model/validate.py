@@ -21,6 +21,7 @@ from vplan.planner.errors import MalformedConfigError, UnsupportedModelError
 
 MAX_DEPTH = 32  # nesting of the config's own objects/lists (real configs: 4-5); deeper ones cannot be written back
 MAX_LAYERS = 1024
+MAX_CONTEXT = 100_000_000  # tokens (vLLM sizes its rotary tables by max_position_embeddings)
 MAX_PARAMS = 10**13  # 10 trillion: five times the largest published model
 _NOT_MODELLED = "vplan does not model it; open an issue with the model id"
 
@@ -51,9 +52,10 @@ COMMON: tuple[Rule, ...] = (
     _r("head_dim", "int", 1, 4096, "published models use 64-512"),
     _r("vocab_size", "int", 1, 4_194_304, "published tokenizers have up to ~260k tokens", required=True),
     _r("intermediate_size", "int", 1, 1_048_576, "published models use up to ~53k"),
-    _r("max_position_embeddings", "int", 1, 2**40, "a context length in tokens"),
-    _r("sliding_window", "int", 1, 2**40, "a window in tokens"),
-    _r("tie_word_embeddings", "bool"), _r("attention_bias", "bool"), _r("mlp_bias", "bool"),
+    _r("max_position_embeddings", "int", 1, MAX_CONTEXT, "the longest published contexts are ~10M tokens"),
+    _r("sliding_window", "int", 1, MAX_CONTEXT, "a window in tokens"),
+    _r("tie_word_embeddings", "bool"), _r("attention_bias", "bool"), _r("mlp_bias", "bool"), _r("qkv_bias", "bool"),
+    _r("bias", "bool"),
     _r("use_sliding_window", "bool"),
     _r("partial_rotary_factor", "number", 0, 1, "the share of head_dim that is rotated", lo_open=True),
     _r(("dtype", "torch_dtype"), "str"),
@@ -75,24 +77,29 @@ _MLA = tuple(_r(k, "int", 1, 4096, "DeepSeek uses 64-192", required=True)
     _r("kv_lora_rank", "int", 1, 65_536, "DeepSeek uses 512", required=True),
     _r("q_lora_rank", "int", 1, 65_536, "DeepSeek uses 1,536"),
     _r("first_k_dense_replace", "int", 0, MAX_LAYERS, "a layer count"),
+    _r("moe_layer_freq", "int", 1, MAX_LAYERS, "every Nth layer is sparse"),
 )
 
 
-def _moe(mt: str, top_k: tuple[str, ...]) -> tuple[Rule, ...]:
+def _moe(mt: str, top_k: tuple[str, ...], width: str) -> tuple[Rule, ...]:
+    """The expert fields of a family; ``width`` is the field its experts' width is read from (vLLM reads that one)."""
     return (_r(_EXPERTS[mt], "int", 1, 4096, "published models have up to ~384 experts", required=True),
-            _r(top_k, "int", 1, 4096, "experts read per token")) + _MOE_SHARED
+            _r(top_k, "int", 1, 4096, "experts read per token"),
+            _r(width, "int", 1, 1_048_576, "the experts' width (published models use up to ~53k)", required=True),
+            ) + _MOE_SHARED
 
 
 RULES: dict[str, tuple[Rule, ...]] = {
     "llama": (), "mistral": (), "qwen2": (_r("max_window_layers", "int", 0, 2**31, "a layer count"),),
     "qwen3": (_r("max_window_layers", "int", 0, 2**31, "a layer count"),), "phi3": (), "gemma": (), "gemma2": (),
     "gemma3_text": (_r("sliding_window_pattern", "int", 1, MAX_LAYERS, "every Nth layer is global"),),
-    "mixtral": _moe("mixtral", ("num_experts_per_tok",)),
-    "gpt_oss": _moe("gpt_oss", ("experts_per_token", "num_experts_per_tok")),
-    "qwen3_moe": _moe("qwen3_moe", ("num_experts_per_tok",)) + (
-        _r("decoder_sparse_step", "int", 1, MAX_LAYERS, "every Nth layer is sparse"), _r("mlp_only_layers", "list")),
-    "deepseek_v2": _moe("deepseek_v2", ("num_experts_per_tok",)) + _MLA,
-    "deepseek_v3": _moe("deepseek_v3", ("num_experts_per_tok",)) + _MLA,
+    "mixtral": _moe("mixtral", ("num_experts_per_tok",), "intermediate_size"),
+    "gpt_oss": _moe("gpt_oss", ("experts_per_token", "num_experts_per_tok"), "intermediate_size"),
+    "qwen3_moe": _moe("qwen3_moe", ("num_experts_per_tok",), "moe_intermediate_size") + (
+        _r("decoder_sparse_step", "int", 1, MAX_LAYERS, "every Nth layer is sparse"), _r("mlp_only_layers", "list"),
+        _r("shared_expert_intermediate_size", "int", 0, 1_048_576, "published models use up to ~53k")),
+    "deepseek_v2": _moe("deepseek_v2", ("num_experts_per_tok",), "moe_intermediate_size") + _MLA,
+    "deepseek_v3": _moe("deepseek_v3", ("num_experts_per_tok",), "moe_intermediate_size") + _MLA,
 }
 
 
@@ -207,8 +214,6 @@ def _experts(mt: str, c: dict) -> None:
     if k is not None and k > E:
         raise _Bad(topk_keys[0] if c.get(topk_keys[0]) is not None else topk_keys[-1], k,
                    f"must be at most the number of experts, {E} (a token cannot be routed to more experts than exist)")
-    if c.get("moe_intermediate_size") is None and c.get("intermediate_size") is None:
-        raise _Bad("moe_intermediate_size", None, "is missing (and so is intermediate_size); the experts need it")
     L = c["num_hidden_layers"]
     for i, x in enumerate(c.get("mlp_only_layers") or []):
         if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < L:

@@ -27,19 +27,19 @@ def _folder(root: str, text: str) -> str:
 
 
 @fuzz(150)
-@given(case=config_case(), as_plan=st.booleans())
-def test_mutated_configs(case, as_plan, offline_home):
+@given(case=config_case(), as_plan=st.booleans(), engine=st.sampled_from(["transformers", "transformers", "vllm", "all"]))
+def test_mutated_configs(case, as_plan, engine, offline_home):
     name, cfg = case
     folder = _folder(str(offline_home), dumps_any(cfg))
     if as_plan:
         out = Path(folder) / "plan.json"
-        argv = ["plan", folder, "-o", out]
+        argv = ["plan", folder, "-o", out, "--engine", "vllm" if engine == "vllm" else "transformers"]
         code, stdout, err = run_cli(argv)
         assert_clean(argv, code, stdout, err)
         if code in (0, 3):
             read_plan(out)  # the written plan passes the schema: whole bytes, finite numbers, known fields
     else:
-        argv = ["check", folder, "--json"]
+        argv = ["check", folder, "--json", "--engine", engine]
         code, stdout, err = run_cli(argv)
         assert_clean(argv, code, stdout, err)
         if code == 0:

@@ -27,6 +27,7 @@ FLAG_VALUES = {
     "--max-gpus": NUMS, "--min-tokens-per-s": NUMS + ["1e300", "inf", "-inf"],
     "--transformers": ["5.24", "5.23", "5.24.0", "4.46", "6", "5", "x.y", "", "5.24.0.dev0", "99999999999999999999.1"],
     "--revision": TEXT, "--cluster": ["missing.toml", "cluster.toml", ".", "/dev/null"],
+    "--engine": ["transformers", "vllm", "all", "VLLM", ""], "--nodes": NUMS,
 }
 FLAGS = ["--no-offload", "--no-disk", "--mxfp4-kernels", "--offline", "--json", "--explain", "--hardware", "--all", "--bogus"]
 RENDER_VALUES = {
@@ -46,7 +47,7 @@ VALID = {  # values a user means: most draws use these, so the hostile one in a 
     "fp8", "int8", "nf4", "mxfp4"], "--max-gpus": ["1", "2"], "--min-tokens-per-s": ["0", "0.1", "5"],
     "--transformers": ["5.23", "5.24"], "--time": ["auto", "02:00:00"], "--cpus-per-task": ["2", "8"],
     "--job-name": ["myjob"], "--constraint": ["a100"], "--log-dir": ["logs"], "--prompt": ["Hello"], "-o": ["job.sh"],
-    "--cluster": ["cluster.toml"], "--partition": ["gpu"],
+    "--cluster": ["cluster.toml"], "--partition": ["gpu"], "--engine": ["vllm", "all"], "--nodes": ["1", "2", "4"],
 }
 
 
