@@ -7,19 +7,8 @@ import shlex
 
 from vplan.planner.cli import display_vllm
 from vplan.planner.cli.cells import g, offload_cell, params_text, runs_somehow, speed_cell
+from vplan.planner.cli.layout import out
 from vplan.planner.plan.contract import Plan, Rejection
-
-
-def out(con, *parts, indent: int = 2, hang: int = 2) -> None:
-    """One line of text, wrapped at the console width: continuation lines indented ``hang`` more. Parts are text or
-    (text, style); nothing is read as markup (model ids and reasons may hold brackets)."""
-    from rich.text import Text
-
-    text = Text.assemble(*parts)
-    lines = text.wrap(con, max(20, con.width - indent - hang))
-    for i, line in enumerate(lines):
-        line.rstrip()
-        con.print(Text(" " * (indent + (hang if i else 0))) + line, soft_wrap=True)
 
 
 _out = out
@@ -41,7 +30,8 @@ def print_model(con, r, *, explain: bool, show_all: bool, skip_notes=frozenset()
     p, s = r.plan, r.spec
     con.print()
     rev = f"revision {s.revision[:12]}" if s.revision else "revision not pinned"
-    _out(con, (s.model_id, "bold"), (f" ({s.architecture}, from {s.source}, {rev})", "dim"), indent=0)
+    engine = f" with {p.engine}" if p.engine != "transformers" else ""
+    _out(con, (s.model_id, "bold"), engine, (f" ({s.architecture}, from {s.source}, {rev})", "dim"), indent=0)
     _out(con, f"{params_text(s, long=True)} parameters; checkpoint {g(s.checkpoint_bytes)} GiB "
               f"{s.checkpoint_dtype_label}; KV cache {p.kv_bytes_per_token / 1024:.0f} KiB/token = {g(p.kv_cache_bytes)} "
               f"GiB for {p.workload.batch} x {p.workload.context_tokens:,} tokens")
@@ -52,7 +42,7 @@ def print_model(con, r, *, explain: bool, show_all: bool, skip_notes=frozenset()
         display_vllm.print_ranks(con, p, memory_bar if explain else None)
         _out(con, f"host RAM: {g(p.host_ram_bytes)} GiB per node")
         if p.fits:
-            con.print(display_vllm.speed_line(p))
+            _out(con, display_vllm.speed_line(p).strip())
     elif runs_somehow(p):
         for names, d in gpu_groups(p):
             _out(con, f"{names}: {g(d.total_bytes)} of {g(d.capacity_bytes)} GiB{' each' if ',' in names or '-' in names else ''}"

@@ -88,3 +88,15 @@ def fit(columns: Sequence[Column], rows: Sequence, width: int, title: str | None
 def plain_width(table) -> int:
     """Widest line of ``table`` as printed (tests)."""
     return _width(table)
+
+
+def out(con, *parts, indent: int = 2, hang: int = 2) -> None:
+    """One line of text, wrapped at the console width: continuation lines indented ``hang`` more. Parts are text or
+    (text, style); nothing is read as markup (model ids and reasons may hold brackets)."""
+    from rich.text import Text
+
+    text = Text.assemble(*parts)
+    lines = text.wrap(con, max(20, con.width - indent - hang))
+    for i, line in enumerate(lines):
+        line.rstrip()
+        con.print(Text(" " * (indent + (hang if i else 0))) + line, soft_wrap=True)
