@@ -220,11 +220,27 @@ def _experts(mt: str, c: dict) -> None:
             raise _Bad(f"mlp_only_layers[{i}]", x, f"must be a layer index from 0 to {L - 1}")
 
 
+ROPE = (  # rope_scaling / rope_parameters: what the rotary tables are sized from (vLLM: rows x rotary dim)
+    _r("factor", "number", 0, 1024, "published scaling factors are 2-64", lo_open=True),
+    _r("original_max_position_embeddings", "int", 1, MAX_CONTEXT, "a context length in tokens"),
+    _r("partial_rotary_factor", "number", 0, 1, "the share of head_dim that is rotated", lo_open=True),
+    _r(("rope_type", "type"), "str"),
+)
+
+
 def _rope(mt: str, c: dict) -> None:
-    rp = c.get("rope_parameters")
-    if isinstance(rp, dict) and rp.get("partial_rotary_factor") is not None:
-        _check(_r("partial_rotary_factor", "number", 0, 1, "the share of head_dim that is rotated", lo_open=True),
-               "rope_parameters.partial_rotary_factor", rp["partial_rotary_factor"])
+    for name in ("rope_scaling", "rope_parameters"):
+        rp = c.get(name)
+        if not isinstance(rp, dict):
+            continue
+        for rule in ROPE:
+            key = next((k for k in rule.keys if k in rp), None)
+            if key is None:
+                continue
+            if rp[key] is None and rule.kind != "str":
+                raise _Bad(f"{name}.{key}", None, f"is null: give a number ({rule.why}) or remove the key")
+            if rp[key] is not None:
+                _check(rule, f"{name}.{key}", rp[key])
 
 
 QUANT_METHODS = ("gptq", "awq", "bitsandbytes", "fp8", "mxfp4")

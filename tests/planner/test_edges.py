@@ -65,6 +65,19 @@ def test_config_fields_at_the_edge(tmp_path, mid, edits, needle):
     assert needle in line and "config.json" in line
 
 
+@pytest.mark.parametrize("factor,needle", [(None, "rope_scaling.factor is null"),
+                                           (-40, "rope_scaling.factor = -40: must be a number above 0")])
+def test_rope_scaling_the_vllm_layout_reads(tmp_path, factor, needle):
+    """Found by the fuzz (seed 11): vLLM sizes its rotary tables from rope_scaling.factor; a null one was a TypeError
+    and a negative one gave negative weight bytes (caught by the plan's invariant, exit 70)."""
+    c = cfg("deepseek-ai/DeepSeek-V2-Lite")
+    c["rope_scaling"]["factor"] = factor
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(c))
+    assert needle in one_error(["check", str(folder), "--engine", "vllm"])
+
+
 def test_gptq_bits_3_is_not_modelled():
     c = cfg("TheBloke/Wizard-Vicuna-30B-Uncensored-GPTQ")
     c["quantization_config"]["bits"] = 3
