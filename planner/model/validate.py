@@ -151,7 +151,8 @@ def _apply(rules: tuple[Rule, ...], c: dict, optional_only: bool = False) -> Non
                 raise _Bad(rule.keys[0], None, "is missing: vplan needs it to size the model (is this a causal "
                                                "language model's config.json?)")
             continue
-        _check(rule, present[0], c[present[0]])
+        for k in present:  # every alias: one consumer reads one name, another the other
+            _check(rule, k, c[k])
 
 
 def _walk(v, path: str, depth: int) -> None:
@@ -208,12 +209,11 @@ def _dense_mlp(mt: str, c: dict) -> None:
 def _experts(mt: str, c: dict) -> None:
     if mt not in _EXPERTS:
         return
-    E = _get(c, _EXPERTS[mt])
-    topk_keys = ("experts_per_token", "num_experts_per_tok") if mt == "gpt_oss" else ("num_experts_per_tok",)
-    k = _get(c, topk_keys)
-    if k is not None and k > E:
-        raise _Bad(topk_keys[0] if c.get(topk_keys[0]) is not None else topk_keys[-1], k,
-                   f"must be at most the number of experts, {E} (a token cannot be routed to more experts than exist)")
+    E = min(c[k] for k in _EXPERTS[mt] if c.get(k) is not None)
+    for key in ("experts_per_token", "num_experts_per_tok"):
+        if c.get(key) is not None and c[key] > E:
+            raise _Bad(key, c[key], f"must be at most the number of experts, {E} (a token cannot be routed to more "
+                                    "experts than exist)")
     L = c["num_hidden_layers"]
     for i, x in enumerate(c.get("mlp_only_layers") or []):
         if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < L:

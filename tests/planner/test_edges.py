@@ -78,6 +78,16 @@ def test_rope_scaling_the_vllm_layout_reads(tmp_path, factor, needle):
     assert needle in one_error(["check", str(folder), "--engine", "vllm"])
 
 
+def test_every_alias_of_a_field_is_checked(tmp_path):
+    """Found by the fuzz (seed 100): gpt-oss names its top-k twice; vLLM reads num_experts_per_tok, which was not
+    checked when experts_per_token was present, and a float there gave float KV bytes (invariant, exit 70)."""
+    c = cfg("openai/gpt-oss-20b", num_experts_per_tok=1.0)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(c))
+    assert "num_experts_per_tok = 1.0: must be a whole number" in one_error(["check", str(folder), "--engine", "vllm"])
+
+
 def test_gptq_bits_3_is_not_modelled():
     c = cfg("TheBloke/Wizard-Vicuna-30B-Uncensored-GPTQ")
     c["quantization_config"]["bits"] = 3
