@@ -16,8 +16,8 @@ def write_atomic(text: str, path: str | Path, *, force: bool, mode: int = DEFAUL
     The file gets ``mode`` masked by the process umask (mkstemp's 0600 would hide plans from a group)."""
     p = Path(path)
 
-    def cannot(e: OSError) -> UsageError:
-        return UsageError(f"cannot write {p} ({e.strerror or e}); choose a folder you can write to")
+    def cannot(e: Exception) -> UsageError:  # OSError, or ValueError for a NUL byte in the path
+        return UsageError(f"cannot write {p} ({getattr(e, 'strerror', None) or e}); choose a folder you can write to")
 
     try:
         if p.is_dir():
@@ -26,7 +26,7 @@ def write_atomic(text: str, path: str | Path, *, force: bool, mode: int = DEFAUL
             raise UsageError(f"{p} exists; pass --force to overwrite it")
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise cannot(e) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -53,5 +53,5 @@ def read_user_file(path: str | Path, what: str, error: type[VplanError], create_
         raise error(f"{what} {str(p)!r} does not exist; {create_hint}") from None
     except IsADirectoryError:
         raise error(f"{what} {str(p)!r} is a folder; give the file itself") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL byte in the path
         raise error(f"{what} {str(p)!r} cannot be read ({e}); check the path and its permissions") from None

@@ -76,6 +76,9 @@ def one_line(text: str) -> str:
 
 def main(argv=None):
     debug = os.environ.get("VPLAN_DEBUG") == "1"
+    if argv is not None and any("\x00" in str(a) for a in argv):  # only in-process callers can pass one
+        click.echo("vplan: error: an argument contains a NUL byte; remove it", err=True)
+        sys.exit(2)
     try:
         cli.main(args=argv, prog_name="vplan", standalone_mode=False)
     except VplanError as e:

@@ -37,10 +37,11 @@ class Rule:
     why: str = ""
     required: bool = False
     lo_open: bool = False  # lo itself is not allowed (a number above lo)
+    nullable: bool = True  # an explicit null means "not given"; False where a reader's default would not apply
 
 
-def _r(keys, kind, lo=None, hi=None, why="", *, required=False, lo_open=False) -> Rule:
-    return Rule((keys,) if isinstance(keys, str) else tuple(keys), kind, lo, hi, why, required, lo_open)
+def _r(keys, kind, lo=None, hi=None, why="", *, required=False, lo_open=False, nullable=True) -> Rule:
+    return Rule((keys,) if isinstance(keys, str) else tuple(keys), kind, lo, hi, why, required, lo_open, nullable)
 
 
 COMMON: tuple[Rule, ...] = (
@@ -57,7 +58,7 @@ COMMON: tuple[Rule, ...] = (
     _r("tie_word_embeddings", "bool"), _r("attention_bias", "bool"), _r("mlp_bias", "bool"), _r("qkv_bias", "bool"),
     _r("bias", "bool"),
     _r("use_sliding_window", "bool"),
-    _r("partial_rotary_factor", "number", 0, 1, "the share of head_dim that is rotated", lo_open=True),
+    _r("partial_rotary_factor", "number", 0, 1, "the share of head_dim that is rotated", lo_open=True, nullable=False),
     _r(("dtype", "torch_dtype"), "str"),
     _r("layer_types", "list"), _r("rope_scaling", "dict"), _r("rope_parameters", "dict"),
     _r("quantization_config", "dict"),
@@ -84,14 +85,15 @@ _MLA = tuple(_r(k, "int", 1, 4096, "DeepSeek uses 64-192", required=True)
 def _moe(mt: str, top_k: tuple[str, ...], width: str) -> tuple[Rule, ...]:
     """The expert fields of a family; ``width`` is the field its experts' width is read from (vLLM reads that one)."""
     return (_r(_EXPERTS[mt], "int", 1, 4096, "published models have up to ~384 experts", required=True),
-            _r(top_k, "int", 1, 4096, "experts read per token"),
+            _r(top_k, "int", 1, 4096, "experts read per token", nullable=False),
             _r(width, "int", 1, 1_048_576, "the experts' width (published models use up to ~53k)", required=True),
             ) + _MOE_SHARED
 
 
 RULES: dict[str, tuple[Rule, ...]] = {
-    "llama": (), "mistral": (), "qwen2": (_r("max_window_layers", "int", 0, 2**31, "a layer count"),),
-    "qwen3": (_r("max_window_layers", "int", 0, 2**31, "a layer count"),), "phi3": (), "gemma": (), "gemma2": (),
+    "llama": (), "mistral": (), "qwen2": (_r("max_window_layers", "int", 0, 2**31, "a layer count", nullable=False),),
+    "qwen3": (_r("max_window_layers", "int", 0, 2**31, "a layer count", nullable=False),), "phi3": (), "gemma": (),
+    "gemma2": (),
     "gemma3_text": (_r("sliding_window_pattern", "int", 1, MAX_LAYERS, "every Nth layer is global"),),
     "mixtral": _moe("mixtral", ("num_experts_per_tok",), "intermediate_size"),
     "gpt_oss": _moe("gpt_oss", ("experts_per_token", "num_experts_per_tok"), "intermediate_size"),
@@ -145,6 +147,9 @@ def _check(rule: Rule, key: str, v) -> None:
 
 def _apply(rules: tuple[Rule, ...], c: dict, optional_only: bool = False) -> None:
     for rule in rules:
+        for k in rule.keys:
+            if k in c and c[k] is None and not rule.nullable:
+                raise _Bad(k, None, f"is null: give a value ({rule.why}) or remove the key")
         present = [k for k in rule.keys if c.get(k) is not None]
         if not present:
             if rule.required and not optional_only:

@@ -111,7 +111,7 @@ def small_plan() -> dict:
     return plan_to_dict(plan_for("Qwen/Qwen3-0.6B", None, CheckOptions(offline=True)))
 
 
-@fuzz(150)
+@fuzz(400)
 @given(text=profile_text(), render=st.booleans(), partition=st.sampled_from([None, None, None, "gpu", "a100", "ada", "x"]))
 def test_mutated_cluster_profiles(text, render, partition, offline_home):
     path = offline_home / "cluster.toml"

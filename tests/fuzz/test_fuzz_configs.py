@@ -26,7 +26,7 @@ def _folder(root: str, text: str) -> str:
     return str(folder)
 
 
-@fuzz(150)
+@fuzz(400)
 @given(case=config_case(), as_plan=st.booleans(), engine=st.sampled_from(["transformers", "transformers", "vllm", "all"]))
 def test_mutated_configs(case, as_plan, engine, offline_home):
     name, cfg = case
@@ -46,7 +46,7 @@ def test_mutated_configs(case, as_plan, engine, offline_home):
             assert_sane_report(stdout)
 
 
-@fuzz(40)
+@fuzz(60)
 @given(text=st.one_of(
     st.integers(1, 200_000).map(lambda n: "[" * n + "]" * n),
     st.integers(1, 200_000).map(lambda n: '{"model_type": "llama", "rope_scaling": ' + '{"a": ' * n + "1" + "}" * n + "}"),
@@ -73,7 +73,7 @@ HEADER = {"__metadata__": {"format": "pt"},
 INDEX = {"metadata": {"total_size": 47_488}, "weight_map": {k: "model.safetensors" for k in HEADER if k[0] != "_"}}
 
 
-@fuzz(60)
+@fuzz(150)
 @given(config=st.one_of(mutated(UNKNOWN, extra_keys=RULE_KEYS), st.sampled_from([CONFIGS["Qwen/Qwen3-0.6B"], UNKNOWN])),
        header=mutated(HEADER, extra_keys=["x.weight", "model.layers.9.w"]), index=st.none() | mutated(INDEX),
        length=st.sampled_from([None, 0, 1, 7, 2**40]))

@@ -76,7 +76,7 @@ models = st.lists(st.one_of(st.sampled_from(MODELS), st.sampled_from(["llama-70b
                   min_size=0, max_size=3)
 
 
-@fuzz(120)
+@fuzz(300)
 @given(cmd=st.sampled_from(["check", "check", "plan"]), names=models, flags=_pairs(FLAG_VALUES, FLAGS))
 def test_check_and_plan_flags(cmd, names, flags, offline_home):
     _workspace(offline_home)
@@ -90,7 +90,7 @@ def test_check_and_plan_flags(cmd, names, flags, offline_home):
             assert_text_fits(out)
 
 
-@fuzz(120)
+@fuzz(300)
 @given(plans=st.one_of(st.just(["plan.json"]), st.just(["plan.json"]), st.just(["plan.json", "plan.json", "--array"]),
                        st.lists(st.sampled_from(["plan.json", "missing.json", ".", "in.jsonl"]), max_size=2)),
        flags=_pairs(RENDER_VALUES, ["--array", "--force", "--bogus"]),
@@ -103,7 +103,7 @@ def test_render_sbatch_flags(plans, flags, work, tail, offline_home):
     assert_clean(argv, code, out, err)
 
 
-@fuzz(40)
+@fuzz(100)
 @given(argv=st.one_of(
     st.lists(st.sampled_from(["models", "gpus", "--json", "--help", "-h", "cluster", "detect", "--version", "--bogus",
                               "--scontrol-file", "--sinfo-file", "in.jsonl", "plan.json", "-o", "c.toml", "--name",

@@ -40,7 +40,7 @@ def plan_case(draw):
     return draw(st.sampled_from([base, None]).flatmap(lambda b: st.just(b) if b else mutated(base, PLAN_KEYS)))
 
 
-@fuzz(120)
+@fuzz(300)
 @given(plan=plan_case(), payload=st.sampled_from([["--prompt", "Hello"], ["--input", "in.jsonl", "--output", "o.jsonl"],
                                                    ["--", "python", "job.py"], []]),
        extra=st.sampled_from([[], ["--force"], ["--time", "00:10:00"], ["--requests", "100000"], ["--cluster", "l4.toml"]]))
@@ -64,7 +64,7 @@ def _script_ok(text: str, where) -> None:
     assert r.returncode == 0, r.stderr
 
 
-@fuzz(30)
+@fuzz(60)
 @given(text=st.one_of(st.text(max_size=300), st.integers(1, 100_000).map(lambda n: '{"a": ' * n + "1" + "}" * n),
                       st.sampled_from(["", "null", "[]", "{}", '{"schema_version": 2}', '{"schema_version": 1}',
                                        '{"schema_version": NaN}', '{"schema_version": 2.0}'])))

@@ -88,6 +88,36 @@ def test_every_alias_of_a_field_is_checked(tmp_path):
     assert "num_experts_per_tok = 1.0: must be a whole number" in one_error(["check", str(folder), "--engine", "vllm"])
 
 
+@pytest.mark.parametrize("mid,field", [("Qwen/Qwen2.5-72B", "partial_rotary_factor"),
+                                       ("Qwen/Qwen3-8B", "max_window_layers"),
+                                       ("deepseek-ai/DeepSeek-V2-Lite", "num_experts_per_tok")])
+def test_explicit_null_where_a_reader_defaults(tmp_path, mid, field):
+    """Found by the fuzz (seed 200): `c.get(field, default)` returns None for an explicit null, so the vLLM layout
+    multiplied by None (TypeError, exit 70); such fields must hold a value when present."""
+    c = cfg(mid, **{field: None}, use_sliding_window=True)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(c))
+    assert f"{field} is null: give a value" in one_error(["check", str(folder), "--engine", "vllm"])
+
+
+def test_nul_bytes_in_paths_are_one_line(tmp_path):
+    """Found by the fuzz (seed 200): a NUL byte in a path (possible in-process, not from a shell) was a ValueError."""
+    from vplan.planner.api import plan_for
+    from vplan.planner.plan import write_plan
+
+    from vplan.planner.files import write_atomic
+    from vplan.planner.errors import ClusterError, UsageError
+    from vplan.planner.slurm.profile_toml import load_profile
+
+    path = write_plan(plan_for("Qwen/Qwen3-8B"), tmp_path / "p.json")
+    assert "an argument contains a NUL byte" in one_error(["render-sbatch", str(path), "--cluster", "\x00"])
+    with pytest.raises(ClusterError, match="cannot be read"):
+        load_profile("a\x00b.toml")
+    with pytest.raises(UsageError, match="cannot write"):
+        write_atomic("x", tmp_path / "a\x00b.json", force=False)
+
+
 def test_gptq_bits_3_is_not_modelled():
     c = cfg("TheBloke/Wizard-Vicuna-30B-Uncensored-GPTQ")
     c["quantization_config"]["bits"] = 3
