@@ -215,7 +215,7 @@ def _experts(mt: str, c: dict) -> None:
     if mt not in _EXPERTS:
         return
     E = min(c[k] for k in _EXPERTS[mt] if c.get(k) is not None)
-    for key in ("experts_per_token", "num_experts_per_tok"):
+    for key in ("experts_per_token", "num_experts_per_tok") if mt == "gpt_oss" else ("num_experts_per_tok",):
         if c.get(key) is not None and c[key] > E:
             raise _Bad(key, c[key], f"must be at most the number of experts, {E} (a token cannot be routed to more "
                                     "experts than exist)")

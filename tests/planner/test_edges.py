@@ -118,6 +118,13 @@ def test_nul_bytes_in_paths_are_one_line(tmp_path):
         write_atomic("x", tmp_path / "a\x00b.json", force=False)
 
 
+def test_a_field_another_family_reads_is_left_alone():
+    """Found by the fuzz (seed 202): the top-k check compared gpt-oss's experts_per_token on a Qwen3-MoE config,
+    where nothing reads it ("" > 128: TypeError inside the validator)."""
+    spec = build_spec("m", None, "config", cfg("Qwen/Qwen3-30B-A3B", experts_per_token=""), None)
+    assert spec.moe.top_k == 8
+
+
 def test_gptq_bits_3_is_not_modelled():
     c = cfg("TheBloke/Wizard-Vicuna-30B-Uncensored-GPTQ")
     c["quantization_config"]["bits"] = 3
