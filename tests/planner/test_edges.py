@@ -125,6 +125,32 @@ def test_a_field_another_family_reads_is_left_alone():
     assert spec.moe.top_k == 8
 
 
+@pytest.mark.parametrize("header,index,needle", [
+    ({"w.weight": {"dtype": [], "shape": [4, 4]}}, None, "tensor 'w.weight' has no safetensors dtype and shape"),
+    ({"w.weight": {"dtype": "BF16", "shape": [-4, 4]}}, None, "tensor 'w.weight' has no safetensors dtype and shape"),
+    ([1, 2], None, "not a JSON object"),
+    ({"model.layers.0.w.weight": {"dtype": "BF16", "shape": [64, 64]}},
+     {"metadata": {"total_size": -5}, "weight_map": ["model.safetensors"]}, "fancy_lm"),
+])
+def test_checkpoint_headers_at_the_edge(tmp_path, header, index, needle):
+    """Found by the fuzz: a header dtype that is a list was a TypeError; negative shapes and total sizes would size
+    negative bytes; an index whose weight_map is a list was an AttributeError."""
+    import struct
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "fancy_lm", "hidden_size": 64, "num_hidden_layers": 1,
+                                                    "num_attention_heads": 4, "vocab_size": 128}))
+    raw = json.dumps(header).encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw)
+    if index is not None:
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    code, out, err = run_cli(["check", str(folder), "--json"])
+    assert code in (0, 2) and "internal error" not in err and needle in (err + out), err
+    if code == 0:
+        assert_sane_report(out)
+
+
 def test_gptq_bits_3_is_not_modelled():
     c = cfg("TheBloke/Wizard-Vicuna-30B-Uncensored-GPTQ")
     c["quantization_config"]["bits"] = 3
