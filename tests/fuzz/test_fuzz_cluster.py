@@ -55,7 +55,9 @@ def bases() -> tuple[dict, ...]:
     return tuple(tomllib.loads(t) for t in texts)
 
 
-def _value(v) -> str | None:
+def _value(v, depth: int = 0) -> str | None:
+    if depth > 100:  # deeper values are written as raw text below, not by recursion
+        return "[]"
     if v is None:
         return None
     if isinstance(v, bool):
@@ -67,28 +69,30 @@ def _value(v) -> str | None:
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, list):
-        return "[" + ", ".join(x for x in map(_value, v) if x is not None) + "]"
+        return "[" + ", ".join(x for x in (_value(y, depth + 1) for y in v) if x is not None) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {x}" for k, x in ((k, _value(y)) for k, y in v.items())
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {x}" for k, x in ((k, _value(y, depth + 1)) for k, y in v.items())
                                if x is not None) + "}"
     return json.dumps(str(v))
 
 
-def to_toml(d: dict, prefix: str = "") -> str:
-    """Scalars and lists first, then one [table] per dict (nested ones by dotted path): what tomllib reads back."""
+def to_toml(d: dict, prefix: str = "", depth: int = 0) -> str:
+    """Scalars and lists first, then one [table] per dict (nested ones by dotted path): what tomllib reads back.
+    Tables nested deeper than 20 are written inline (and inline values are cut at 100 levels)."""
     head, tables = [], []
     for k, v in d.items():
         key = json.dumps(str(k))
-        if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()) or (isinstance(v, dict) and prefix):
+        nested = isinstance(v, dict) and (v and all(isinstance(x, dict) for x in v.values()) or prefix)
+        if nested and depth < 20:
             tables.append((f"{prefix}.{key}" if prefix else key, v))
         elif (x := _value(v)) is not None:
             head.append(f"{key} = {x}")
     out = "\n".join(head) + "\n"
     for name, t in tables:
         if all(isinstance(x, dict) for x in t.values()) and t:
-            out += to_toml(t, name)
+            out += to_toml(t, name, depth + 1)
         else:
-            out += f"\n[{name}]\n" + to_toml(t, "")
+            out += f"\n[{name}]\n" + to_toml(t, "", depth + 1)
     return out
 
 
@@ -100,7 +104,8 @@ def profile_text(draw):
     text = to_toml(d)
     if draw(st.integers(0, 9)) == 0:  # raw text damage: a cut, or junk inserted
         i = draw(st.integers(0, len(text)))
-        text = text[:i] + draw(st.sampled_from(["", "[", "]]", "=", '"', "\n[partitions]\n", "\x00", "= = ="])) + text[i:]
+        junk = ["", "[", "]]", "=", '"', "\n[partitions]\n", "\x00", "= = =", "\nx = " + "[" * 5000 + "]" * 5000 + "\n"]
+        text = text[:i] + draw(st.sampled_from(junk)) + text[i:]
     return text
 
 
