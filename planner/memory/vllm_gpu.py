@@ -98,7 +98,7 @@ def _layer_intermediate(c: dict, fam: str, i: int, tp: int, t: int) -> int:
         lh = c["num_attention_heads"] // tp
         qk, v = c["qk_nope_head_dim"] + c["qk_rope_head_dim"], c["v_head_dim"]
         att = t * lh * (2 * qk + c["qk_nope_head_dim"] + v)
-        inter, topk, experts = c.get("moe_intermediate_size"), c.get("num_experts_per_tok", 1), c.get("n_routed_experts")
+        inter, topk, experts = c.get("moe_intermediate_size"), (c.get("num_experts_per_tok") or 1), c.get("n_routed_experts")
     else:
         q, kv = lay.qkv_heads(c, tp)
         att = t * (2 * q + 2 * kv) * lay.head_dim(c)

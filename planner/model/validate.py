@@ -85,7 +85,7 @@ _MLA = tuple(_r(k, "int", 1, 4096, "DeepSeek uses 64-192", required=True)
 def _moe(mt: str, top_k: tuple[str, ...], width: str) -> tuple[Rule, ...]:
     """The expert fields of a family; ``width`` is the field its experts' width is read from (vLLM reads that one)."""
     return (_r(_EXPERTS[mt], "int", 1, 4096, "published models have up to ~384 experts", required=True),
-            _r(top_k, "int", 1, 4096, "experts read per token", nullable=False),
+            _r(top_k, "int", 1, 4096, "experts read per token"),  # null: transformers' DeepseekV2Config default
             _r(width, "int", 1, 1_048_576, "the experts' width (published models use up to ~53k)", required=True),
             ) + _MOE_SHARED
 

@@ -89,8 +89,7 @@ def test_every_alias_of_a_field_is_checked(tmp_path):
 
 
 @pytest.mark.parametrize("mid,field", [("Qwen/Qwen2.5-72B", "partial_rotary_factor"),
-                                       ("Qwen/Qwen3-8B", "max_window_layers"),
-                                       ("deepseek-ai/DeepSeek-V2-Lite", "num_experts_per_tok")])
+                                       ("Qwen/Qwen3-8B", "max_window_layers")])
 def test_explicit_null_where_a_reader_defaults(tmp_path, mid, field):
     """Found by the fuzz (seed 200): `c.get(field, default)` returns None for an explicit null, so the vLLM layout
     multiplied by None (TypeError, exit 70); such fields must hold a value when present."""
@@ -99,6 +98,18 @@ def test_explicit_null_where_a_reader_defaults(tmp_path, mid, field):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(c))
     assert f"{field} is null: give a value" in one_error(["check", str(folder), "--engine", "vllm"])
+
+
+def test_null_top_k_as_transformers_writes_it(tmp_path):
+    """DeepseekV2Config's default num_experts_per_tok is None (saved configs may hold null): planned, not refused, and
+    the vLLM layout no longer multiplies by None (found by the fuzz, seed 200)."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(cfg("deepseek-ai/DeepSeek-V2-Lite", num_experts_per_tok=None)))
+    for engine in ("transformers", "vllm"):
+        code, out, err = run_cli(["check", str(folder), "--engine", engine, "--json"])
+        assert code == 0, err
+        assert_sane_report(out)
 
 
 def test_nul_bytes_in_paths_are_one_line(tmp_path):
