@@ -15,22 +15,29 @@ def write_atomic(text: str, path: str | Path, *, force: bool, mode: int = DEFAUL
 
     The file gets ``mode`` masked by the process umask (mkstemp's 0600 would hide plans from a group)."""
     p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"{p} is a directory; give a file name")
-    if p.exists() and not force:
-        raise UsageError(f"{p} exists; pass --force to overwrite it")
+
+    def cannot(e: Exception) -> UsageError:  # OSError, or ValueError for a NUL byte in the path
+        return UsageError(f"cannot write {p} ({getattr(e, 'strerror', None) or e}); choose a folder you can write to")
+
     try:
+        if p.is_dir():
+            raise UsageError(f"{p} is a directory; give a file name")
+        if p.exists() and not force:
+            raise UsageError(f"{p} exists; pass --force to overwrite it")
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise UsageError(f"cannot write {p} ({e.strerror or e}); choose a folder you can write to") from None
+    except (OSError, ValueError) as e:
+        raise cannot(e) from None
     try:
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, mode & ~umask)
-        os.replace(tmp, p)
+        os.replace(tmp, p)  # the rename can fail too: a read-only target, a folder in its place
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise cannot(e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -46,5 +53,5 @@ def read_user_file(path: str | Path, what: str, error: type[VplanError], create_
         raise error(f"{what} {str(p)!r} does not exist; {create_hint}") from None
     except IsADirectoryError:
         raise error(f"{what} {str(p)!r} is a folder; give the file itself") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL byte in the path
         raise error(f"{what} {str(p)!r} cannot be read ({e}); check the path and its permissions") from None

@@ -11,7 +11,8 @@ GIB = 1024**3
 GB = 1000**3
 GB_S = GB  # bandwidths: bytes per second, written in GB/s for people
 
-_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]?)(i?)(B?)\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^\s*([0-9]{1,20}(?:\.[0-9]{1,20})?)\s*([KMGTP]?)(i?)(B?)\s*\Z", re.IGNORECASE)
+MAX_SIZE_BYTES = 2**60  # 1 EiB: no node, GPU or scratch holds more
 _POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
 
 
@@ -23,8 +24,8 @@ def parse_size_bytes(text: str | int | float, *, what: str = "size") -> int:
     if isinstance(text, bool):
         raise UsageError(f"{what}: expected a size like 128GB or 120GiB, got {text!r}")
     if isinstance(text, (int, float)):
-        if text < 0:
-            raise UsageError(f"{what}: size must be positive, got {text!r}")
+        if not 0 <= text <= MAX_SIZE_BYTES:  # also NaN
+            raise UsageError(f"{what}: a size must be from 0 to {MAX_SIZE_BYTES} bytes (1 EiB), got {text!r}")
         return int(text)
     m = _SIZE_RE.match(str(text))
     if not m:
@@ -33,7 +34,10 @@ def parse_size_bytes(text: str | int | float, *, what: str = "size") -> int:
     power = _POWERS[prefix.upper()]
     decimal = bool(b) and not binary
     base = 1000 if decimal else 1024
-    return int(float(number) * base**power)
+    n = int(float(number) * base**power)
+    if n > MAX_SIZE_BYTES:
+        raise UsageError(f"{what}: {str(text).strip()!r} is more than 1 EiB; give the size of one node, GPU or disk")
+    return n
 
 
 def gib(n_bytes: int | float) -> str:

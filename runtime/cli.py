@@ -46,7 +46,7 @@ def preflight_cmd(plan_file, as_json, dry_run, model_path):
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         _render_checks(report, tty=sys.stdout.isatty())
-    report.raise_for_failures()
+    report.raise_for_failures(shown=True)
     if not as_json:
         click.echo(f"preflight passed{' (dry run: GPU checks not run)' if dry_run else ''}: {plan_file} can run here", err=True)
 
@@ -120,7 +120,7 @@ def _preflight(plan, model_path) -> None:
     pre = run_preflight(plan, model_path=model_path)
     for c in pre.failures:
         stderr_log(c.line())
-    pre.raise_for_failures()
+    pre.raise_for_failures(shown=True)
     stderr_log(f"[*] Preflight passed ({len(pre.checks)} checks)")
 
 

@@ -1,6 +1,7 @@
 """Renderings that only vLLM plans and engine comparisons need (kept apart from display.py's tables)."""
 from __future__ import annotations
 
+from vplan.planner.cli.layout import out
 from vplan.planner.plan.contract import Plan
 from vplan.planner.units import GIB
 
@@ -55,17 +56,17 @@ def print_ranks(con, p: Plan, bar=None) -> None:
         where = f"stage {stage} (layers {r.layers[0]}-{r.layers[-1]}, node {','.join(map(str, nodes))}, " \
                 f"{len(members)} GPU{'s' if len(members) > 1 else ''})" if v.pipeline_parallel_size > 1 else \
                 (f"each of {len(members)} GPUs" if len(members) > 1 else "GPU 0")
-        con.print(f"  {where}: {_g(d.total_bytes)} of {_g(d.capacity_bytes)} GiB = weights {_g(d.weights_bytes)} + KV "
-                  f"{_g(d.kv_cache_bytes)} + profiling peak {_g(d.activation_bytes)} + context/NCCL/graphs "
-                  f"{_g(d.overhead_bytes)}")
+        out(con, f"{where}: {_g(d.total_bytes)} of {_g(d.capacity_bytes)} GiB = weights {_g(d.weights_bytes)} + KV "
+                 f"{_g(d.kv_cache_bytes)} + profiling peak {_g(d.activation_bytes)} + context/NCCL/graphs "
+                 f"{_g(d.overhead_bytes)}")
         if bar is not None:
             con.print("         " + bar(d))
     q = f" --quantization {v.quantization}" if v.quantization else ""
-    con.print(f"  vLLM {v.version}: KV cache {v.kv_cache_tokens:,} tokens, {v.max_concurrency:.2f} requests of "
-              f"{v.max_model_len:,} tokens at once; --tensor-parallel-size {v.tensor_parallel_size} "
-              f"--pipeline-parallel-size {v.pipeline_parallel_size}{q} --max-model-len {v.max_model_len} "
-              f"--block-size {v.block_size} --max-num-seqs {v.max_num_seqs} --max-num-batched-tokens "
-              f"{v.max_num_batched_tokens} --gpu-memory-utilization {v.gpu_memory_utilization}")
+    out(con, f"vLLM {v.version}: KV cache {v.kv_cache_tokens:,} tokens, {v.max_concurrency:.2f} requests of "
+             f"{v.max_model_len:,} tokens at once; --tensor-parallel-size {v.tensor_parallel_size} "
+             f"--pipeline-parallel-size {v.pipeline_parallel_size}{q} --max-model-len {v.max_model_len} "
+             f"--block-size {v.block_size} --max-num-seqs {v.max_num_seqs} --max-num-batched-tokens "
+             f"{v.max_num_batched_tokens} --gpu-memory-utilization {v.gpu_memory_utilization}")
 
 
 def speed_line(p: Plan) -> str:

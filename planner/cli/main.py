@@ -69,24 +69,32 @@ def _missing_runtime(e: ModuleNotFoundError) -> str | None:
     return None
 
 
+def one_line(text: str) -> str:
+    """A message as one line: control characters (a newline in a flag value, a path) are shown escaped."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in str(text))
+
+
 def main(argv=None):
     debug = os.environ.get("VPLAN_DEBUG") == "1"
+    if argv is not None and any("\x00" in str(a) for a in argv):  # only in-process callers can pass one
+        click.echo("vplan: error: an argument contains a NUL byte; remove it", err=True)
+        sys.exit(2)
     try:
         cli.main(args=argv, prog_name="vplan", standalone_mode=False)
     except VplanError as e:
         if debug:
             raise
-        click.echo(f"vplan: error: {e.message}", err=True)
+        click.echo(f"vplan: error: {one_line(e.message)}", err=True)
         sys.exit(e.exit_code)
     except click.UsageError as e:  # one line, with where to look
         if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:  # click >= 8.2: bare `vplan [group]`
             click.echo(e.ctx.get_help())
             sys.exit(0)
         cmd = e.ctx.command_path if e.ctx else "vplan"
-        click.echo(f"vplan: error: {e.format_message()} (see `{cmd} --help`)", err=True)
+        click.echo(f"vplan: error: {one_line(e.format_message())} (see `{cmd} --help`)", err=True)
         sys.exit(2)
     except click.ClickException as e:
-        click.echo(f"vplan: error: {e.format_message()}", err=True)
+        click.echo(f"vplan: error: {one_line(e.format_message())}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("vplan: aborted", err=True)
@@ -106,8 +114,8 @@ def main(argv=None):
         if hint:
             click.echo(f"vplan: error: {hint}", err=True)
             sys.exit(2)
-        click.echo(f"vplan: internal error: {type(e).__name__}: {e} (set VPLAN_DEBUG=1 for the traceback and "
-                   "report it)", err=True)
+        click.echo(f"vplan: internal error: {type(e).__name__}: {one_line(e)} (set VPLAN_DEBUG=1 for the traceback "
+                   "and report it)", err=True)
         sys.exit(70)
 
 

@@ -2,6 +2,8 @@
 combinations lives here, the planning in the library."""
 from __future__ import annotations
 
+import shlex
+
 import click
 
 from vplan.planner.api import CheckOptions
@@ -61,6 +63,29 @@ def workload_options(f):
     return f
 
 
+def workload_flag_names() -> set[str]:
+    """Parameter names of the shared flags (what `vplan plan` needs to repeat a check)."""
+    holder = workload_options(lambda **kw: None)
+    return {p.name for p in getattr(holder, "__click_params__", [])}
+
+
+def replay_flags(ctx: click.Context, names: set[str]) -> str:
+    """The flags of ``names`` the user typed, as they would type them again (shell-quoted)."""
+    from click.core import ParameterSource
+
+    out = []
+    for p in ctx.command.params:
+        if p.name not in names or ctx.get_parameter_source(p.name) != ParameterSource.COMMANDLINE:
+            continue
+        v = ctx.params[p.name]
+        if getattr(p, "is_flag", False):
+            if v:
+                out.append(p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0])
+        elif v is not None:
+            out += [p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0], shlex.quote(str(v))]
+    return " ".join(out)
+
+
 def _text(value: str | None, flag: str) -> str | None:
     if value is None:
         return None
@@ -87,7 +112,8 @@ def profile_from(kw: dict) -> ClusterProfile:
         if n > 0 and not gpu:
             raise UsageError("--gpus-per-node N needs --gpu TYPE (e.g. --gpu A100-40GB); `vplan gpus` lists the types")
         if mem is not None and mem.replace(".", "", 1).isdigit():
-            raise UsageError(f"--node-mem {mem}: give a unit, e.g. {mem}GB or {mem}GiB (a bare number would be bytes)")
+            eg = mem if mem.replace(".", "", 1).isascii() and float(mem) >= 1 else "256"
+            raise UsageError(f"--node-mem {mem}: give a unit, e.g. {eg}GB or {eg}GiB (a bare number would be bytes)")
         return profile_for_gpu(gpu, n, node_mem=mem, cpus_per_node=cpus, nodes=nodes)
     return default_profile()
 

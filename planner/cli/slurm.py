@@ -38,6 +38,11 @@ def _profile(cluster_file: str | None):
 @click.argument("plans", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--script", "output", type=click.Path(dir_okay=False), default=None,
               help="Script to write (chmod 755, atomic) [default: print to stdout].")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
+              help='The job runs `vplan run PLAN --input FILE --output OUT`: JSONL of {"id", "prompt"} records.')
+@click.option("--output", "run_output", type=click.Path(dir_okay=False), default=None,
+              help="JSONL the job appends results to (with --input; arrays: one file per task, OUT with the task id).")
+@click.option("--prompt", default=None, help="The job runs `vplan run PLAN --prompt TEXT` (the answer goes to its log).")
 @click.option("--array", "as_array", is_flag=True, help="One job array over all PLANS (one script per GPU shape).")
 @click.option("--cluster", "cluster_file", type=click.Path(dir_okay=False), default=None,
               help="Cluster profile TOML [default: 2 x A100 40 GB, 4 CPUs, 128 GB, 2 days].")
@@ -51,18 +56,17 @@ def _profile(cluster_file: str | None):
 @click.option("--job-name", default=None, help="SLURM job name [default: vplan-<model>; arrays: vplan-array].")
 @click.option("--log-dir", default=None, type=click.Path(file_okay=False),
               help="Folder for %x-%j.out/.err (created now) [default: the submit directory].")
-@click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
-              help="Prompts JSONL the job's `vplan run` reads (with --output; a vLLM job needs these or a command).")
-@click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
-              help="Results JSONL the job's `vplan run` appends to (a resubmitted job resumes from it).")
 @click.option("--force", is_flag=True,
               help="Overwrite the output, render does-not-fit plans, cap memory/time at the partition's limits.")
 @click.pass_context
-def render_sbatch_cmd(ctx, plans, output, as_array, cluster_file, partition, constraint, time_, requests, cpus_per_task,
-                      job_name, log_dir, input_path, output_path, force):
+def render_sbatch_cmd(ctx, plans, output, input_path, run_output, prompt, as_array, cluster_file, partition, constraint,
+                      time_, requests, cpus_per_task, job_name, log_dir, force):
     """Write the sbatch script for PLAN (or a job array for several), from the plan and the cluster profile.
 
-    The job runs `vplan run "$VPLAN_PLAN"` (--input/--output: the prompts and results), or the command after `--`:
+    The job runs `vplan run "$VPLAN_PLAN"` on --input/--output or --prompt, or the command after `--`:
+
+    \b
+    vplan render-sbatch plan.json -o job.sh --input prompts.jsonl --output out.jsonl
     vplan render-sbatch plan.json -o job.sh -- python my_job.py --plan plan.json
     A vLLM plan's job starts vLLM's server on its node(s) first; the command finds it in $VPLAN_ENDPOINT
     (write '$VPLAN_ENDPOINT' in single quotes so the job expands it).
@@ -80,9 +84,9 @@ def render_sbatch_cmd(ctx, plans, output, as_array, cluster_file, partition, con
         log_dir = os.path.abspath(log_dir)
     opts = SbatchOptions(plan_path=abs_paths[0], plan_paths=abs_paths, partition=partition, constraint=constraint, time=time_,
                          requests=requests, cpus_per_task=cpus_per_task, job_name=job_name, log_dir=log_dir or "",
-                         command=ctx.meta.get("vplan_command", ()), force=force,
-                         input_path=os.path.abspath(input_path) if input_path else "",
-                         output_path=os.path.abspath(output_path) if output_path else "")
+                         command=ctx.meta.get("vplan_command", ()), force=force, prompt=prompt,
+                         input_path=os.path.abspath(input_path) if input_path else None,
+                         output_path=os.path.abspath(run_output) if run_output else None)
     if not as_array:
         scripts = [("", render_sbatch(loaded[0], profile, opts))]
     else:
@@ -90,7 +94,11 @@ def render_sbatch_cmd(ctx, plans, output, as_array, cluster_file, partition, con
         if len(scripts) > 1 and not output:
             raise UsageError(f"the plans need {len(scripts)} GPU shapes, so {len(scripts)} array scripts: give -o FILE.sh to write them")
     if log_dir:
-        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot create --log-dir {log_dir} ({e.strerror or e}); choose a folder you can write to") from None
+    _say_payload(opts, as_array)
     if not output:
         click.echo(scripts[0][1], nl=False)
         return
@@ -103,6 +111,20 @@ def render_sbatch_cmd(ctx, plans, output, as_array, cluster_file, partition, con
     for t, (_, text) in zip(targets, scripts):
         write_atomic(text, t, force=force, mode=0o755)
         click.echo(f"wrote {t}; submit with: sbatch {t}", err=True)
+
+
+def _say_payload(opts, as_array: bool) -> None:
+    """Which work the job does (stderr), and a missing --input file, which the job would fail on after its wait."""
+    if opts.command:
+        what = "the command after --"
+    elif opts.prompt:
+        what = "vplan run PLAN --prompt (the answer goes to the job's .out log)"
+    else:
+        per_task = " (one file per array task: the task id before the extension)" if as_array else ""
+        what = f"vplan run PLAN --input {opts.input_path} --output {opts.output_path}{per_task}"
+        if not os.path.isfile(opts.input_path):
+            click.echo(f"note: {opts.input_path} does not exist here yet; the job reads it when it starts", err=True)
+    click.echo(f"the job runs: {what}", err=True)
 
 
 @click.group("cluster")

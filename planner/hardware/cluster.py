@@ -27,6 +27,8 @@ DEFAULT_STORAGE = "network"
 # 1.8-2.2 GB/s once the CPU part's host-link time is taken out (benchmarks/evidence rows E0238, E0235).
 DEFAULT_SCRATCH_BYTES_PER_S = 2 * GB_S
 MAX_GPUS_PER_NODE = 16
+MIN_NODE_MEM_BYTES = 1 * GB  # below this a "node" cannot even hold the Python process
+MAX_NODE_MEM_BYTES = 10**15  # 1 PB: ten times the largest shared-memory nodes
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,9 @@ def profile_for_gpu(gpu_name: str | None, gpus_per_node: int, node_mem: str | in
     assumed = []
     if node_mem is not None:
         mem = parse_size_bytes(node_mem, what="--node-mem")
+        if not MIN_NODE_MEM_BYTES <= mem <= MAX_NODE_MEM_BYTES:
+            raise UsageError(f"--node-mem {node_mem}: host RAM per node must be from 1 GB to 1 PB (the job's process "
+                             "alone needs a few GB); give the node's RAM, e.g. 256GB")
     else:
         mem = max(64 * GB, 2 * gpus_per_node * (gpu.memory_bytes if gpu else 0))
         assumed.append(f"host RAM {mem / GB:.0f} GB per node (2x its GPU memory; give --node-mem)")

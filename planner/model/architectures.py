@@ -14,6 +14,7 @@ from vplan.planner.model.multimodal import FAMILIES as MULTIMODAL, loaded_checkp
 from vplan.planner.model.multimodal import resolve as resolve_multimodal, resolve_text
 from vplan.planner.model.behaviours import DEFAULT_TRANSFORMERS, behaviour, normalize_version
 from vplan.planner.model.spec import AttentionLayer, Block, MoeSpec, ModelSpec
+from vplan.planner.model.validate import validate_config
 
 DENSE = {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text"}
 MOE = {"mixtral", "qwen3_moe", "deepseek_v2", "deepseek_v3", "gpt_oss", "llama4_text"}
@@ -75,8 +76,8 @@ def normalize_quant(config: dict) -> dict | None:
     method = str(q.get("quant_method", "")).lower()
     out = {"method": method, "raw": q}
     if method in ("gptq", "awq"):
-        out["bits"] = q.get("bits", q.get("w_bit", 4))
-        out["group_size"] = q.get("group_size", q.get("q_group_size", 128))
+        out["bits"] = _first(q, "bits", "w_bit", default=4)
+        out["group_size"] = _first(q, "group_size", "q_group_size", default=128)
     if method == "bitsandbytes":
         out["load_in_4bit"] = bool(q.get("load_in_4bit"))
         out["load_in_8bit"] = bool(q.get("load_in_8bit"))
@@ -90,10 +91,10 @@ def build_spec(model_id: str, revision: str | None, source: str, config: dict,
                transformers: str = DEFAULT_TRANSFORMERS) -> ModelSpec:
     """The ModelSpec of a config.json (+ checkpoint summary) as ``transformers`` (major.minor) loads it."""
     transformers = normalize_version(transformers)
-    if not isinstance(config, dict):
-        raise MalformedConfigError(f"config.json of {model_id} is not a JSON object; fix or re-download it")
+    mt = str(config.get("model_type", "")).lower() if isinstance(config, dict) else ""
+    if mt != "llama4_text":  # llama4_text: checked with its config class's defaults filled in (resolve_text)
+        validate_config(config, model_id)
     c = config
-    mt = str(c.get("model_type", "")).lower()
     quant = normalize_quant(config) or normalize_quant(c)
     dtype = DTYPES.get(str(c.get("dtype") or c.get("torch_dtype") or config.get("torch_dtype") or "bfloat16"), "bf16")
     if mt in MULTIMODAL:

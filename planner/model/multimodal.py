@@ -18,6 +18,7 @@ from vplan.planner.errors import MalformedConfigError, UnsupportedModelError, Us
 from vplan.planner.model.vision import gemma3_projector, mistral3_projector, pixtral, qwen2_5_vl, qwen3_vl, siglip
 from vplan.planner.model.behaviours import behaviour
 from vplan.planner.model.spec import Block
+from vplan.planner.model.validate import validate_config, validate_vision
 from vplan.planner.source.checkpoint import CheckpointSummary
 
 FAMILIES = ("gemma3", "mistral3", "llama4", "qwen2_5_vl", "qwen3_vl")
@@ -70,7 +71,10 @@ def resolve(model_id: str, config: dict, checkpoint: CheckpointSummary | None, t
     mapped = behaviour("causal_lm_multimodal", transformers)[family]
     loads = "text" if mapped == "text" else "whole"
     vis = _sub(model_id, family, "vision_config", config.get("vision_config"), defaults) if loads == "whole" else {}
+    validate_config(text, model_id, architecture=TEXT_LAYOUT[text["model_type"]], field_prefix="text_config.")
     _derive(model_id, text, transformers)
+    if loads == "whole":
+        validate_vision(vis, top, model_id)
     tied, notes = loaded_tie(config, _lm_head_stored(family, checkpoint), transformers, text=text, top=top)
     if loads == "whole":
         notes += (f"{family}: planned for text prompts; the vision tower and projector are loaded (weights counted) "
@@ -88,6 +92,7 @@ def resolve_text(model_id: str, config: dict, transformers: str) -> dict:
     defaults = behaviour("config_defaults", transformers)
     mt = str(config.get("model_type"))
     text = {**defaults["class"][mt], **config, "model_type": mt}
+    validate_config(text, model_id)
     _derive(model_id, text, transformers)
     return text
 

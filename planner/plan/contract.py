@@ -8,7 +8,8 @@ bounds: the JSON Schema shipped beside this module (``schema.json``) is generate
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Optional
 
 PLAN_SCHEMA_VERSION = 2
@@ -37,7 +38,8 @@ class Rejection:
     CONTEXT = "context"  # the engine cannot hold max_model_len at the asked concurrency (vLLM KV pool)
     NODES = "nodes"  # more nodes than the partition has
     ENGINE = "engine"  # the engine cannot run this model or partition (as vplan models it), with the reason
-    ALL = (GPU_MEMORY, OFFLOAD_CAPACITY, GPU0_OFFLOAD_ROOM, TOO_SLOW, PRECISION, CONTEXT, NODES, ENGINE)
+    HOST_MEMORY = "host-memory"  # the job's host RAM (process, loading peak, CPU weights) exceeds the node's usable RAM
+    ALL = (GPU_MEMORY, OFFLOAD_CAPACITY, GPU0_OFFLOAD_ROOM, TOO_SLOW, PRECISION, CONTEXT, NODES, ENGINE, HOST_MEMORY)
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,9 @@ class Plan:
     vplan_version: str = field(default="", metadata=doc("vplan that wrote the plan"))
     created_at: str = field(default="", metadata=doc("UTC time the plan file was written (ISO 8601)"))
 
+    def __post_init__(self):
+        check_numbers(self)
+
     @property
     def gpu_devices(self) -> tuple[DeviceBudget, ...]:
         return tuple(d for d in self.devices if d.is_gpu)
@@ -225,3 +230,56 @@ class Plan:
     @property
     def fits(self) -> bool:
         return self.status != "does-not-fit"
+
+
+class PlanInvariantError(ValueError):
+    """A plan broke what the contract promises (integer bytes, finite numbers, ...): a bug where plans are built;
+    plan_from_dict turns it into a PlanFileError for files."""
+
+
+def _numeric_fields(cls) -> tuple:
+    cached = _NUMERIC.get(cls)
+    if cached is None:
+        cached = _NUMERIC[cls] = tuple((f.name, f.type.removeprefix("Optional[").rstrip("]"), f.metadata.get("minimum"),
+                                        f.metadata.get("maximum")) for f in fields(cls))
+    return cached
+
+
+_NUMERIC: dict = {}
+
+
+def _check_record(obj, path: str) -> None:
+    for name, tp, lo, hi in _numeric_fields(type(obj)):
+        v = getattr(obj, name)
+        where = f"{path}{name}"
+        if tp == "int" and v is not None:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise PlanInvariantError(f"{where} = {v!r} is not a whole number")
+        elif tp == "float" and v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise PlanInvariantError(f"{where} = {v!r} is not a finite number")
+        elif is_dataclass(v):
+            _check_record(v, f"{where}.")
+            continue
+        elif isinstance(v, tuple):
+            for i, x in enumerate(v):
+                if is_dataclass(x):
+                    _check_record(x, f"{where}[{i}].")
+            continue
+        else:
+            continue
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise PlanInvariantError(f"{where} = {v!r} is outside {lo}..{hi}")
+
+
+def check_numbers(plan: "Plan") -> None:
+    """What every plan guarantees, however it was built: bytes and counts are whole numbers within the schema's
+    bounds, speeds are finite, active parameters do not exceed the total, and a runnable plan fits every GPU."""
+    _check_record(plan, "")
+    if plan.params_active > plan.params_total:
+        raise PlanInvariantError(f"params_active {plan.params_active} exceeds params_total {plan.params_total}")
+    if plan.status != "does-not-fit":
+        for d in plan.devices:
+            if d.is_gpu and d.total_bytes > d.capacity_bytes:
+                raise PlanInvariantError(f"status {plan.status} but GPU {d.device} needs {d.total_bytes} of "
+                                         f"{d.capacity_bytes} bytes")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vplan.planner.errors import PlanFileError
 from vplan.planner.files import read_user_file, write_atomic
-from vplan.planner.plan.contract import PLAN_SCHEMA_VERSION, Plan
+from vplan.planner.plan.contract import PLAN_SCHEMA_VERSION, Plan, PlanInvariantError
 from vplan.planner.plan.schema import _is_optional, hints
 from vplan.planner.plan.validate import SchemaViolation, validate
 from vplan.planner.version import vplan_version
@@ -77,7 +77,11 @@ def plan_from_dict(data, *, origin: str = "plan") -> Plan:
     except SchemaViolation as e:
         raise PlanFileError(f"{origin}: field {e.path or '(top level)'}: {e.message}; re-create the plan with "
                             "`vplan plan` (plan files are not meant to be edited by hand)") from None
-    return _decode(data, Plan)
+    try:
+        return _decode(data, Plan)
+    except PlanInvariantError as e:
+        raise PlanFileError(f"{origin}: {e}; re-create the plan with `vplan plan` (plan files are not meant to be "
+                            "edited by hand)") from None
 
 
 def _no_constants(name: str):

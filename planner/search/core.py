@@ -56,6 +56,9 @@ def search(spec: ModelSpec, profile: ClusterProfile, opts: SearchOptions) -> Che
     def build(prec, n, mode):
         return build_candidate(spec, profile, part, prec, n, opts, offload=mode)
 
+    if not lad.tried:  # e.g. a GPTQ checkpoint on a CPU-only partition: no precision can run here
+        return _no_precision(spec, gpu, lad, build(_any_precision(spec, gpu, lad), gpu_counts[-1], "none"), part)
+
     cands: list[Plan] = []
     chosen: Plan | None = None
     # 1. all on GPUs: highest precision first, then the fewest GPUs
@@ -114,14 +117,33 @@ def _closest_miss(cands: list[Plan], gpu_counts: list[int]) -> Plan | None:
     return widest[0] if widest else None
 
 
+def _any_precision(spec: ModelSpec, gpu, lad: policy.Ladder) -> str:
+    return policy.native_precision(spec) or (lad.refused[0].precision if lad.refused else policy.compute_precision(gpu))
+
+
+def _no_precision(spec: ModelSpec, gpu, lad: policy.Ladder, plan: Plan, part: Partition) -> CheckResult:
+    why = "; ".join(f"{c.precision}: {c.why_not}" for c in lad.refused) or "no precision applies"
+    reason = f"no precision can run {spec.model_id} on {gpu.name if gpu else 'CPU'} ({why})"
+    plan = replace(plan, status="does-not-fit", rejection=Rejection.PRECISION, reason=reason)
+    return CheckResult(spec=spec, plan=plan, alternatives=(), refused=lad.refused, partition=part)
+
+
+def _key(p: Plan) -> tuple:
+    """One alternative per key: a rejected candidate by what it tried and why it failed (the cpu and disk offload
+    tries that fail for one reason are one fact, the wider try kept); a runnable one by where its weights live."""
+    if p.status == "does-not-fit":
+        return (p.precision, p.gpus, p.status, p.rejection)
+    return (p.precision, p.gpus, p.status, tuple(sorted(set(p.device_map.values()))))
+
+
 def _same(a: Plan, b: Plan) -> bool:
-    return (a.precision, a.gpus, a.status, tuple(sorted(set(a.device_map.values())))) == (
-        b.precision, b.gpus, b.status, tuple(sorted(set(b.device_map.values()))))
+    return _key(a) == _key(b)
 
 
 def _dedupe(cands) -> list[Plan]:
-    out: list[Plan] = []
+    out: dict[tuple, Plan] = {}
     for c in cands:
-        if not any(_same(c, o) for o in out):
-            out.append(c)
-    return out
+        k = _key(c)
+        if k not in out or c.status == "does-not-fit":  # candidates come narrow to wide: keep the widest try
+            out[k] = c
+    return list(out.values())

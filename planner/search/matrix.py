@@ -9,7 +9,9 @@ from vplan.planner.hardware.gpus import GPU_CATALOG
 from vplan.planner.model import ModelSpec
 from vplan.planner.plan.contract import Plan
 from vplan.planner.search import precision as policy
+from vplan.planner.memory import weights
 from vplan.planner.search.core import SearchOptions, search
+from vplan.planner.search.transformers import build_candidate
 
 GPU_COUNTS = (1, 2, 4, 8)
 
@@ -33,18 +35,38 @@ def hardware_matrix(spec: ModelSpec, opts: SearchOptions, gpu_names: tuple[str, 
 
 
 def suggest_hardware(spec: ModelSpec, opts: SearchOptions, limit: int = 4) -> tuple[str, ...]:
-    """Setups from the catalog that run the model entirely on GPUs, cheapest first (the least GPU memory bought:
-    GPUs x capacity), then the best precision; one line per GPU type."""
-    o = replace(opts, no_offload=True)
-    rows = [r for r in hardware_matrix(spec, o, counts=(8,)) if r.plan.status == "fits"]
-    rows.sort(key=lambda r: (r.plan.gpus * GPU_CATALOG[r.gpu].memory_bytes, policy.QUALITY.get(r.plan.precision, 9),
-                             -r.plan.speed.decode_tokens_per_s))
-    out, seen = [], set()
-    for r in rows:
-        if r.gpu in seen:
+    """Setups from the catalog that run the model entirely on GPUs, cheapest first: for every GPU type and every
+    precision the search may choose there, the fewest GPUs (up to 8 a node) that hold it; ranked by GPU memory bought
+    (GPUs x capacity), then precision. GPU types with the same memory and answer share a line; a line adds the
+    best precision of its GPU type when that needs more GPUs."""
+    o = replace(opts, no_offload=True, partition=None, max_gpus=None, precision=None)
+    found: list[tuple] = []  # (memory bought, quality, -speed, gpu, n, precision, speed)
+    for name, gpu in GPU_CATALOG.items():
+        profile = profile_for_gpu(name, max(GPU_COUNTS), nodes=1)
+        part = profile.partition()
+        for prec in policy.ladder(spec, gpu, forced=None, mxfp4_kernels=opts.mxfp4_kernels).tried:
+            first = max(1, -(-weights.weight_bytes(spec, prec) // gpu.memory_bytes))  # fewer cannot hold the weights
+            for n in range(first, max(GPU_COUNTS) + 1):
+                c = build_candidate(spec, profile, part, prec, n, o, offload="none")
+                if c.status == "fits":
+                    s = c.speed.decode_tokens_per_s
+                    found.append((n * gpu.memory_bytes, policy.QUALITY.get(prec, 9), -s, name, n, prec, s))
+                    break
+    found.sort()
+    best_quality = {}
+    for f in sorted(found, key=lambda f: (f[1], f[0])):
+        best_quality.setdefault(f[3], f)
+    lines: dict[tuple, list] = {}
+    for cost, _, _, name, n, prec, speed in found:
+        key = (n, prec, GPU_CATALOG[name].memory_bytes)
+        if any(name in names for names, _ in lines.values()):
             continue
-        seen.add(r.gpu)
-        out.append(f"{r.plan.gpus} x {r.gpu} in {r.plan.precision} (~{r.plan.speed.decode_tokens_per_s:.0f} tokens/s)")
-        if len(out) >= limit:
-            break
-    return tuple(out)
+        if key in lines:
+            lines[key][0].append(name)
+            continue
+        if len(lines) >= limit:
+            continue
+        bq = best_quality[name]
+        better = f"; {bq[5]} on {bq[4]}" if bq[5] != prec else ""
+        lines[key] = ([name], f"in {prec} (~{speed:.0f} tokens/s{better})")
+    return tuple(f"{n} x {'/'.join(names)} {text}" for (n, _, _), (names, text) in lines.items())

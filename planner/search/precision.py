@@ -182,7 +182,8 @@ def ladder(spec: ModelSpec, gpu: GpuSpec | None, *, forced: str | None, mxfp4_ke
     if forced:
         want = forced.strip().lower()
         if want not in NAMES:
-            raise UsageError(f"--precision {forced!r} is not a precision vplan knows; use one of {', '.join(NAMES)}")
+            four = " (4-bit quantization on load is nf4)" if "4" in want else ""
+            raise UsageError(f"unknown precision {forced!r} (--precision): use one of {', '.join(NAMES)}{four}")
         c = next(c for c in cs if c.precision == want)
         if not c.ok:
             raise UsageError(f"--precision {want} is not possible for {spec.model_id} on "

@@ -102,6 +102,8 @@ def build_candidate(spec: ModelSpec, profile: ClusterProfile, part: Partition, p
     gpu_ov = overhead.gpu_overhead_bytes(gpu) if gpu else 0
     host = hostmod.host_budget(part.mem_bytes, max(t.w_gpu.values(), default=0))
     cpu_budget = host.weights_budget_bytes if (offload != "none" or n_gpus == 0) else 0
+    if n_gpus == 0:  # CPU-only: the activations live in host RAM too
+        cpu_budget = max(0, cpu_budget - t.act)
     disk_budget = (part.scratch_bytes if part.scratch_bytes is not None else None) if offload == "disk" else 0
     pl = _place(items, (gpu.memory_bytes - gpu_ov - t.act) if gpu else 0, n_gpus, cpu_budget, disk_budget)
 
@@ -112,6 +114,14 @@ def build_candidate(spec: ModelSpec, profile: ClusterProfile, part: Partition, p
     if not pl.fits or any(d.total_bytes > d.capacity_bytes for d in devices if d.is_gpu):
         status = "does-not-fit"
         rejection, reason = _why_not(spec, precision, t, pl, n_gpus, gpu, gpu_ov, host, offload, devices)
+    cpu = next((d for d in devices if d.device == "cpu"), None)
+    host_ram = cpu.total_bytes if cpu else host.process_bytes + host.load_peak_bytes
+    usable = int(part.mem_bytes * hostmod.HOST_USABLE_FRACTION)
+    if status != "does-not-fit" and host_ram > usable:
+        status, rejection = "does-not-fit", Rejection.HOST_MEMORY
+        reason = (f"{precision}: the job needs {_g(host_ram)} GiB of host RAM (process, loading peak"
+                  f"{', CPU weights' if cpu and cpu.weights_bytes else ''}) but {hostmod.HOST_USABLE_FRACTION:.0%} of "
+                  f"the node's {_g(part.mem_bytes)} GiB is {_g(usable)} GiB; plan for nodes with more RAM")
     sp = _speed(spec, profile, part, t, pl, n_gpus, gpu, precision, wl)
     if status in ("cpu-offload", "disk-offload") and sp.decode_tokens_per_s < opts.min_tokens_per_s:
         where = {"cpu-offload": "CPU offload", "disk-offload": "disk offload"}[status]
@@ -120,7 +130,6 @@ def build_candidate(spec: ModelSpec, profile: ClusterProfile, part: Partition, p
                   f"{opts.min_tokens_per_s:g} tokens/s (--min-tokens-per-s)")
     dtype = policy.dtype_for(precision, gpu)
     offloaded = bool(cpu_names or disk_names) and n_gpus > 0
-    cpu = next((d for d in devices if d.device == "cpu"), None)
     return Plan(
         model_id=spec.model_id, revision=spec.revision, source=spec.source, architecture=spec.architecture,
         engine="transformers", status=status, rejection=rejection, reason=reason, precision=precision, dtype=dtype,
@@ -128,7 +137,7 @@ def build_candidate(spec: ModelSpec, profile: ClusterProfile, part: Partition, p
         gpu_type=gpu.name if gpu else None, gpus=n_gpus, nodes=1, device_map=dict(pl.device_map),
         devices=tuple(devices),
         offload_folder="vplan-offload" if disk_names and t.writes_offload_folder else None,
-        host_ram_bytes=cpu.total_bytes if cpu else host.process_bytes + host.load_peak_bytes,
+        host_ram_bytes=host_ram,
         disk_bytes=pl.disk_bytes, hub_cache_bytes=spec.checkpoint_bytes, checkpoint_bytes=spec.checkpoint_bytes,
         params_total=spec.params_total, params_active=spec.params_active,
         kv_bytes_per_token=kv.kv_bytes_per_token(spec, compute_bytes(precision)), kv_cache_bytes=sum(t.kv.values()),

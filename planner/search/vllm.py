@@ -45,7 +45,8 @@ class Shape:
 
 
 def shapes(spec: ModelSpec, gpus_per_node: int, max_nodes: int) -> list[Shape]:
-    """Every shape vLLM can build, fewest GPUs first."""
+    """Every shape vLLM can build, fewest GPUs first (LayoutError for a family vplan has no vLLM layout of)."""
+    vm.lay.family(spec.config)
     layers = spec.config["num_hidden_layers"]
     tps = [t for t in vm.accepted_tp_sizes(spec, gpus_per_node) if gpus_per_node % t == 0 or t == gpus_per_node]
     out = []

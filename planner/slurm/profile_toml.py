@@ -15,11 +15,12 @@ from pathlib import Path
 from vplan.planner.errors import ClusterError, UsageError, VplanError
 from vplan.planner.files import read_user_file
 from vplan.planner.hardware.cluster import (DEFAULT_SCRATCH_BYTES_PER_S, DEFAULT_STORAGE, MAX_GPUS_PER_NODE,
-                                            STORAGE_BYTES_PER_S, ClusterProfile, Partition)
+                                            MAX_NODE_MEM_BYTES, MIN_NODE_MEM_BYTES, STORAGE_BYTES_PER_S, ClusterProfile,
+                                            Partition)
 from vplan.planner.hardware.gpus import GpuSpec, find_gpu
 from vplan.planner.model.behaviours import DEFAULT_TRANSFORMERS, mxfp4_needs
 from vplan.planner.slurm.safety import CONTROL_RE, GRES_TYPE_RE, IFNAME_RE, NAME_RE
-from vplan.planner.units import GB, GB_S, MIB, parse_duration_s, parse_size_bytes
+from vplan.planner.units import GB, GB_S, MAX_SIZE_BYTES, MIB, parse_duration_s, parse_size_bytes
 
 TOP_KEYS = ("name", "default_partition", "gpu_request", "gres_typed", "gres_type_name", "compute_nodes_online",
             "hf_home", "storage", "storage_gb_per_s", "scratch_gb_per_s", "setup", "mxfp4_kernels",
@@ -28,8 +29,9 @@ PARTITION_KEYS = ("gpu", "gpus_per_node", "cpus_per_node", "mem", "max_time", "n
                   "constraint")
 GPU_KEYS = ("memory", "hbm_gb_per_s", "compute_capability", "bf16", "fp8", "bf16_tflops", "host_link_gb_per_s",
             "aliases", "interconnect_gb_per_s")
-MIN_NODE_MEM_BYTES = 1 * GB  # below this a "node" cannot even hold the Python process
+MAX_GPU_MEM_BYTES = 10**13  # 10 TB: fifty times the largest GPU
 MAX_CPUS = 4096
+MIN_GB_S = 0.001  # 1 MB/s: slower links and disks are not worth planning for (and keep bytes/s whole, non-zero)
 MAX_NODES = 100_000
 
 
@@ -78,7 +80,7 @@ class _Reader:
             raise self._bad(key, v, f"expected a number above {lo:g} and at most {hi:g}")
         return float(v)
 
-    def size(self, key, default, lo: int) -> int | None:
+    def size(self, key, default, lo: int, hi: int = MAX_SIZE_BYTES) -> int | None:
         v = self.t.get(key, default)
         if v is None:
             return None
@@ -88,8 +90,8 @@ class _Reader:
             n = parse_size_bytes(v, what=_path(self.where, key))
         except UsageError as e:
             raise ClusterError(f"{self.origin}: {e.message}") from None
-        if n < lo:
-            raise self._bad(key, v, f"must be at least {lo / GB:g} GB")
+        if not lo <= n <= hi:
+            raise self._bad(key, v, f"must be from {lo / GB:g} GB to {hi / GB:g} GB")
         return n
 
     def str_list(self, key) -> tuple[str, ...]:
@@ -130,11 +132,12 @@ def _gpu(name: str, table, origin: str) -> GpuSpec:
         raise ClusterError(f'{origin}: gpus.{name}.compute_capability = {cc!r}: expected "MAJOR.MINOR", e.g. "8.0"')
     cc_t = (int(parts[0]), int(parts[1]))
     return GpuSpec(
-        name=name, memory_bytes=r.size("memory", None, lo=GB), hbm_bytes_per_s=int(r.number("hbm_gb_per_s", 1000, 0, 1e5) * GB_S),
+        name=name, memory_bytes=r.size("memory", None, lo=GB, hi=MAX_GPU_MEM_BYTES),
+        hbm_bytes_per_s=int(r.number("hbm_gb_per_s", 1000, MIN_GB_S, 1e5) * GB_S),
         compute_capability=cc_t, bf16=r.bool("bf16", cc_t >= (8, 0)), fp8=r.bool("fp8", cc_t >= (8, 9)),
-        bf16_tflops=r.number("bf16_tflops", 100.0, 0, 1e5),
-        host_link_bytes_per_s=int(r.number("host_link_gb_per_s", 25, 0, 1e4) * GB_S),
-        interconnect_bytes_per_s=int(r.number("interconnect_gb_per_s", 25, 0, 1e5) * GB_S),
+        bf16_tflops=r.number("bf16_tflops", 100.0, 0.001, 1e5),
+        host_link_bytes_per_s=int(r.number("host_link_gb_per_s", 25, MIN_GB_S, 1e4) * GB_S),
+        interconnect_bytes_per_s=int(r.number("interconnect_gb_per_s", 25, MIN_GB_S, 1e5) * GB_S),
         aliases=tuple(a.lower() for a in r.str_list("aliases")), memory_source="cluster profile")
 
 
@@ -171,10 +174,10 @@ def _profile(data: dict, origin: str) -> ClusterProfile:
         raise ClusterError(f"{origin}: storage = {storage!r}: expected one of {', '.join(STORAGE_BYTES_PER_S)}")
     storage_bps = STORAGE_BYTES_PER_S[storage]
     if top.has("storage_gb_per_s"):
-        storage_bps = int(top.number("storage_gb_per_s", None, 0, 1000) * GB_S)
+        storage_bps = int(top.number("storage_gb_per_s", None, MIN_GB_S, 1000) * GB_S)
     scratch_bps = DEFAULT_SCRATCH_BYTES_PER_S
     if top.has("scratch_gb_per_s"):
-        scratch_bps = int(top.number("scratch_gb_per_s", None, 0, 1000) * GB_S)
+        scratch_bps = int(top.number("scratch_gb_per_s", None, MIN_GB_S, 1000) * GB_S)
     return ClusterProfile(
         name=top.str("name", Path(origin).stem, regex=NAME_RE, what="a name of letters, digits and ._-"),
         partitions=tuple(parts), default_partition=default, gpu_request=gpu_request,
@@ -214,7 +217,7 @@ def _partition(name: str, table, custom_by_name: dict, origin: str) -> Partition
             raise ClusterError(f"{origin}: {where}.max_time: {e.message}") from None
     return Partition(
         name=name, gpu=gpu, gpus_per_node=gpus,
-        cpus_per_node=r.int("cpus_per_node", 4, 1, MAX_CPUS), mem_bytes=r.size("mem", "64GB", lo=MIN_NODE_MEM_BYTES),
+        cpus_per_node=r.int("cpus_per_node", 4, 1, MAX_CPUS), mem_bytes=r.size("mem", "64GB", lo=MIN_NODE_MEM_BYTES, hi=MAX_NODE_MEM_BYTES),
         max_time_s=mts, nodes=r.int("nodes", 1, 1, MAX_NODES),
         local_scratch=r.str("local_scratch", "${TMPDIR:-/tmp}"), scratch_bytes=r.size("scratch", None, lo=1),
         constraint=r.str("constraint", None) or None,

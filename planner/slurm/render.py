@@ -20,8 +20,8 @@ from vplan.planner.hardware.cluster import ClusterProfile
 from vplan.planner.plan.contract import ALLOC_CONF, Plan
 from vplan.planner.slurm.resources import Resources, SbatchOptions, compute_resources, partition_for
 from vplan.planner.slurm.safety import check_text, sanitise_job_name, shell_path_expr, validate_abs_path, validate_name
-from vplan.planner.slurm.script import (check_plan, directives, echo_lines, environment, io_args, log_stem,
-                                        render_template, user_command)
+from vplan.planner.slurm.script import (check_plan, directives, echo_lines, environment, log_stem, payload,
+                                        render_template)
 from vplan.planner.slurm.vllm import render_vllm
 from vplan.planner.units import GIB
 
@@ -49,7 +49,7 @@ def _context(profile: ClusterProfile, options: SbatchOptions, res: Resources, jo
         "notes": list(res.notes),
         "scratch": shell_path_expr(part.local_scratch, f"local_scratch of partition {part.name!r}"),
         "alloc_conf": ALLOC_CONF,
-        "payload": user_command(options) or 'vplan run "$VPLAN_PLAN"' + io_args(options),
+        "payload": payload(options, 'vplan run "$VPLAN_PLAN"', array),
     }
 
 

@@ -53,9 +53,10 @@ class SbatchOptions:
     cpus_per_task: int | None = None  # default: the rule in the module docstring
     job_name: str | None = None  # default: vplan-<model> (arrays: vplan-array)
     log_dir: str = ""  # where %x-%j.out/.err go ("" = the submit directory); must exist at submit time
-    command: tuple[str, ...] = ()  # the user's command (argv); default: vplan run "$VPLAN_PLAN"
-    input_path: str = ""  # vplan run --input (absolute); with output_path
-    output_path: str = ""  # vplan run --output (absolute)
+    command: tuple[str, ...] = ()  # the user's command (argv), or one of:
+    prompt: str | None = None  # vplan run "$VPLAN_PLAN" --prompt TEXT
+    input_path: str | None = None  # vplan run "$VPLAN_PLAN" --input FILE --output FILE (absolute paths)
+    output_path: str | None = None  # arrays: one file per task, FILE with the task id before its extension
     force: bool = False  # render does-not-fit plans; cap memory/time at the partition's limits
 
 

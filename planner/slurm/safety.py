@@ -9,17 +9,17 @@ import re
 
 from vplan.planner.errors import UsageError
 
-REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
-REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # partitions, job names
-CONSTRAINT_RE = re.compile(r"^[A-Za-z0-9_.&|,:*()\[\]-]{1,256}$")
-LOGDIR_RE = re.compile(r"^[A-Za-z0-9._/+-]{1,1024}$")
-GRES_TYPE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?\Z")
+REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}\Z")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # partitions, job names
+CONSTRAINT_RE = re.compile(r"^[A-Za-z0-9_.&|,:*()\[\]-]{1,256}\Z")
+LOGDIR_RE = re.compile(r"^[A-Za-z0-9._/+-]{1,1024}\Z")
+GRES_TYPE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 # A path that may use ${VAR}, $VAR and ${VAR:-default}: safe inside double quotes (no $( or backticks).
-PATH_EXPR_RE = re.compile(r"^(?:[A-Za-z0-9._/+@%=~,-]|\$[A-Za-z_][A-Za-z0-9_]*|\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[A-Za-z0-9._/+@,-]*)?\})+$")
+PATH_EXPR_RE = re.compile(r"^(?:[A-Za-z0-9._/+@%=~,-]|\$[A-Za-z_][A-Za-z0-9_]*|\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[A-Za-z0-9._/+@,-]*)?\})+\Z")
 TOKEN_RE = re.compile(r"(HF_TOKEN|HUGGING_FACE_HUB_TOKEN|HUGGINGFACE_TOKEN)\s*=|\bhf_[A-Za-z0-9]{30,}")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,31}$")  # network interfaces: eth0, ib0, enp1s0f0, bond0.12
+IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,31}\Z")  # network interfaces: eth0, ib0, enp1s0f0, bond0.12
 
 
 def check_text(value: str, what: str) -> str:

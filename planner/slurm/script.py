@@ -6,6 +6,7 @@ validated or shell-quoted here or in slurm.safety first; the templates only plac
 """
 from __future__ import annotations
 
+import re
 import shlex
 from importlib import resources
 
@@ -38,26 +39,42 @@ def _word(arg: str) -> str:
     return f'"${name}"' if name in JOB_VARIABLES else shlex.quote(arg)
 
 
-def user_command(options: SbatchOptions) -> str | None:
-    """The user's argv after ``--``, shell-quoted word by word; None when there is none."""
-    if not options.command:
-        return None
-    for a in options.command:
-        if "\x00" in a:
-            raise UsageError("a command argument contains a NUL byte; remove it")
-        no_token(a, "the command")
-    return " ".join(_word(a) for a in options.command)
+PAYLOAD_NEEDED = ("the job needs work to do: --input prompts.jsonl --output out.jsonl, --prompt TEXT, or a command "
+                  "after -- (e.g. -- python my_job.py); `vplan run` without them would stop right after the queue wait")
 
 
-def io_args(options: SbatchOptions) -> str:
-    """`` --input IN --output OUT`` for ``vplan run`` (absolute, quoted), or "" when neither is given."""
-    if bool(options.input_path) != bool(options.output_path):
-        raise UsageError("give both --input prompts.jsonl and --output out.jsonl (the job appends to the output and resumes from it)")
-    if not options.input_path:
-        return ""
-    inp = validate_abs_path(options.input_path, "--input")
-    out = validate_abs_path(options.output_path, "--output")
-    return f" --input {shlex.quote(inp)} --output {shlex.quote(out)}"
+def payload(options: SbatchOptions, run: str, array: bool = False, hint: str = "") -> str:
+    """The job's last line: the user's command (argv after ``--``, quoted word by word), or ``run`` (the engine's
+    ``vplan run "$VPLAN_PLAN" ...``) with the work it needs; never a job that cannot run. ``hint`` ends the
+    error when none is given (what the engine's job offers a command)."""
+    given = [x for x in ("command", "prompt", "input_path") if getattr(options, x)]
+    if len(given) > 1:
+        raise UsageError("give one of: a command after --, --prompt, or --input/--output")
+    if options.output_path and not options.input_path:
+        raise UsageError("--output needs --input prompts.jsonl (a --prompt's answer goes to the job's log)")
+    if options.command:
+        for a in options.command:
+            if "\x00" in a:
+                raise UsageError("a command argument contains a NUL byte; remove it")
+            no_token(a, "the command")
+        return " ".join(_word(a) for a in options.command)
+    if options.prompt:
+        if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", options.prompt):
+            raise UsageError("--prompt has control characters; put such prompts in a JSONL file for --input")
+        no_token(options.prompt, "--prompt")
+        return f"{run} --prompt {shlex.quote(options.prompt)}"
+    if options.input_path:
+        if not options.output_path:
+            raise UsageError("--input needs --output out.jsonl (the job appends results there; a rerun resumes)")
+        src = shlex.quote(validate_abs_path(options.input_path, "--input"))
+        dst = validate_abs_path(options.output_path, "--output")
+        if array:  # one results file per task: out.jsonl -> out.<task id>.jsonl
+            stem, dot, ext = dst.rpartition(".") if "." in dst.rsplit("/", 1)[-1] else (dst, "", "")
+            dst_sh = shlex.quote(stem) + '."${SLURM_ARRAY_TASK_ID}"' + (shlex.quote(dot + ext) if dot else "")
+        else:
+            dst_sh = shlex.quote(dst)
+        return f"{run} --input {src} --output {dst_sh}"
+    raise UsageError(PAYLOAD_NEEDED + hint)
 
 
 def log_stem(options: SbatchOptions, array: bool) -> str:

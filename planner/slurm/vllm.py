@@ -19,8 +19,8 @@ from vplan.planner.plan.contract import Plan
 from vplan.planner.plan.vllm_serve import MASTER_PORT, base_argv, multinode_flags, vllm_args
 from vplan.planner.slurm.resources import Resources, SbatchOptions, compute_resources, partition_for
 from vplan.planner.slurm.safety import (IFNAME_RE, check_text, sanitise_job_name, validate_abs_path, validate_name)
-from vplan.planner.slurm.script import (check_plan, directives, echo_lines, environment, io_args, log_stem,
-                                        render_template, user_command)
+from vplan.planner.slurm.script import (check_plan, directives, echo_lines, environment, log_stem, payload,
+                                        render_template)
 from vplan.planner.units import GIB
 
 QUANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -86,17 +86,6 @@ def _multinode(plan: Plan) -> str:
     return " ".join(shell.get(w) or shlex.quote(w) for w in multinode_flags(plan.nodes, "RANK", "ADDR", MASTER_PORT))
 
 
-def _payload(options: SbatchOptions) -> str:
-    cmd = user_command(options)
-    if cmd:
-        return cmd
-    io = io_args(options)
-    if not io:
-        raise UsageError("a vLLM job needs work: give --input prompts.jsonl --output out.jsonl (vplan run sends them to "
-                         "the job's server), or your own command after -- (it finds the server in $VPLAN_ENDPOINT)")
-    return 'vplan run "$VPLAN_PLAN" --endpoint "$VPLAN_ENDPOINT" --engine-log "$VPLAN_VLLM_LOG"' + io
-
-
 def _interface(profile: ClusterProfile) -> str | None:
     name = profile.network_interface
     if name and not IFNAME_RE.match(name):
@@ -132,7 +121,8 @@ def vllm_context(plan: Plan, profile: ClusterProfile, options: SbatchOptions) ->
         "interface": _interface(profile),
         "health_timeout_s": timeout, "stop_grace_s": STOP_GRACE_S,
         "vllm_log": f'{log_dir}/{job_name}-"${{SLURM_JOB_ID:-$$}}".vllm.log',
-        "payload": _payload(options),
+        "payload": payload(options, 'vplan run "$VPLAN_PLAN" --endpoint "$VPLAN_ENDPOINT" --engine-log "$VPLAN_VLLM_LOG"',
+                           hint="; a vLLM job's command finds the job's server in $VPLAN_ENDPOINT"),
     }
     return res, ctx
 

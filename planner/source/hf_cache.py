@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+SHA_RE = re.compile(r"^[0-9a-f]{40}\Z")
 _TRUE = ("1", "ON", "YES", "TRUE")
 
 

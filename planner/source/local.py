@@ -8,7 +8,7 @@ import struct
 from pathlib import Path
 
 from vplan.planner.errors import MalformedConfigError, NoConfigError
-from vplan.planner.source.checkpoint import CheckpointSummary, summarize_tensors
+from vplan.planner.source.checkpoint import SAFETENSORS_DTYPE_BITS, CheckpointSummary, summarize_tensors
 from vplan.planner.source.model_source import TOKENIZER_FILES, ModelSource
 
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -30,10 +30,13 @@ def read_config(path: Path, who: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise MalformedConfigError(f"config.json of {who} is not valid JSON ({e}): fix or re-download it "
-                                   "(delete it from the HF cache)") from e
-    if not isinstance(config, dict) or not config.get("model_type"):
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise MalformedConfigError(f"config.json of {who} is not valid JSON ({str(e)[:120]}): fix or re-download it "
+                                   "(delete it from the HF cache)") from None
+    except OSError as e:
+        raise MalformedConfigError(f"config.json of {who} cannot be read ({e.strerror or e}); check its "
+                                   "permissions") from None
+    if not isinstance(config, dict) or not config.get("model_type") or not isinstance(config["model_type"], str):
         raise MalformedConfigError(f"config.json of {who} has no model_type: it is not a transformers model "
                                    "config; pass the model's folder or repo")
     return config
@@ -48,9 +51,19 @@ def read_safetensors_header(path: str | os.PathLike) -> dict:
             raise MalformedConfigError(f"{path} is not a safetensors file (header length {n}): re-download it")
         try:
             header = json.loads(f.read(n))
-        except ValueError as e:
-            raise MalformedConfigError(f"{path} has an unreadable safetensors header: re-download it") from e
+        except (ValueError, RecursionError):
+            raise MalformedConfigError(f"{path} has an unreadable safetensors header: re-download it") from None
+    if not isinstance(header, dict):
+        raise MalformedConfigError(f"{path} has a safetensors header that is not a JSON object: re-download it")
     header.pop("__metadata__", None)
+    for name, t in header.items():
+        shape = t.get("shape") if isinstance(t, dict) else None
+        dtype = t.get("dtype") if isinstance(t, dict) else None
+        if (not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPE_BITS or not isinstance(shape, list)
+                or len(shape) > 8 or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 2**40
+                                             for d in shape)):
+            raise MalformedConfigError(f"{path}: tensor {name!r} has no safetensors dtype and shape "
+                                       f"({str(t)[:60]}): re-download the file")
     return header
 
 
@@ -58,10 +71,7 @@ def checkpoint_from_folder(folder: Path) -> CheckpointSummary | None:
     index = folder / "model.safetensors.index.json"
     shards = sorted(p.name for p in folder.glob("*.safetensors"))
     if index.is_file():
-        try:
-            wanted = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (ValueError, KeyError):
-            wanted = []
+        wanted = _index_shards(index)
         if wanted and all((folder / s).is_file() for s in wanted):
             shards = wanted
         elif wanted:
@@ -78,15 +88,32 @@ def checkpoint_from_folder(folder: Path) -> CheckpointSummary | None:
     return file_sizes(bins) if bins else None
 
 
-def index_only(index_path: Path, fmt: str) -> CheckpointSummary | None:
+def _read_index(index_path: Path) -> dict | None:
+    """A weight-map index as {"total": bytes or None, "map": {tensor: shard}}; None when it cannot be used."""
     try:
         idx = json.loads(Path(index_path).read_text())
-        total = int(idx["metadata"]["total_size"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return None
-    wm = idx.get("weight_map", {})
-    return CheckpointSummary(total, len(wm), {}, {}, fmt, "index total_size only",
-                             tuple(sorted(set(wm.values()))))
+    wm = idx.get("weight_map") if isinstance(idx, dict) else None
+    if not isinstance(wm, dict) or not all(isinstance(v, str) and v for v in wm.values()):
+        return None
+    meta = idx.get("metadata")
+    total = meta.get("total_size") if isinstance(meta, dict) else None
+    ok = isinstance(total, int) and not isinstance(total, bool) and 0 <= total <= 2**60
+    return {"total": total if ok else None, "map": wm}
+
+
+def _index_shards(index_path: Path) -> list[str]:
+    idx = _read_index(index_path)
+    return sorted(set(idx["map"].values())) if idx else []
+
+
+def index_only(index_path: Path, fmt: str) -> CheckpointSummary | None:
+    idx = _read_index(index_path)
+    if idx is None or idx["total"] is None:
+        return None
+    return CheckpointSummary(idx["total"], len(idx["map"]), {}, {}, fmt, "index total_size only",
+                             tuple(sorted(set(idx["map"].values()))))
 
 
 def file_sizes(bins: dict[str, int]) -> CheckpointSummary:

@@ -20,9 +20,10 @@ from vplan.planner.source.hf_cache import hub_cache_dir, is_offline, repo_folder
 from vplan.planner.source.hub import Unreachable, resolve_hub
 from vplan.planner.source.local import checkpoint_from_folder, read_config, resolve_local
 from vplan.planner.source.model_source import TOKENIZER_FILES, ModelSource
+from vplan.planner.source.names import did_you_mean
 from vplan.planner.source.probe import hub_endpoint, hub_timeout_s, probe
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?\Z", re.ASCII)
 
 
 def resolve_model(ref: str, *, revision: str | None = None, offline: bool | None = None,
@@ -37,7 +38,7 @@ def resolve_model(ref: str, *, revision: str | None = None, offline: bool | None
     if _looks_local(ref):
         return resolve_local(ref)
     if not _REPO_ID.match(ref) or ".." in ref:
-        raise ModelNotFoundError(f"'{ref}' is neither a Hub repo id (org/name) nor an existing folder: "
+        raise ModelNotFoundError(f"{ref!r} is neither a Hub repo id (org/name) nor an existing folder: "
                                  "check the id, or pass a folder that holds config.json")
     ep = hub_endpoint(endpoint)
     if offline is None:
@@ -50,6 +51,10 @@ def resolve_model(ref: str, *, revision: str | None = None, offline: bool | None
             return resolve_hub(ref, revision, ep, token, cache_dir)
         except Unreachable as e:
             reason = str(e)
+        except ModelNotFoundError as e:
+            if revision is None:  # the id itself is unknown to the Hub: say what it may have meant
+                raise ModelNotFoundError(e.message + did_you_mean(ref, cache_dir)) from None
+            raise
     return _fallback(ref, revision, cache_dir, reason, ep, False)
 
 
@@ -57,7 +62,7 @@ def _looks_local(ref: str) -> bool:
     if os.path.isdir(os.path.expanduser(ref)):
         return True
     if ref.startswith(("/", "./", "../", "~", ".\\")) or ref.count("/") > 1 or "\\" in ref:
-        raise ModelNotFoundError(f"local folder '{ref}' does not exist: check the path, or give a Hub id (org/name)")
+        raise ModelNotFoundError(f"local folder {ref!r} does not exist: check the path, or give a Hub id (org/name)")
     return False
 
 
@@ -67,7 +72,7 @@ def _fallback(repo_id, revision, cache_dir, reason, endpoint, offline) -> ModelS
         return hit
     entry = catalog.load(repo_id)
     if entry is not None:
-        notes = [f"{reason}: using vplan's bundled catalog snapshot of {entry['model_id']}"]
+        notes = [f"{reason}: using vplan's bundled catalog snapshot"]  # the same words for every model: shown once
         if entry.get("reconstructed"):
             notes.append("catalog config is reconstructed from published values, not a verbatim Hub file")
         if revision and revision != entry.get("revision"):
@@ -77,12 +82,13 @@ def _fallback(repo_id, revision, cache_dir, reason, endpoint, offline) -> ModelS
         return ModelSource(entry["model_id"], entry.get("revision"), "catalog", entry["config"], ck, tuple(notes),
                            entry.get("gated"), None, entry.get("provenance"))
     where = hub_cache_dir(cache_dir)
+    near = did_you_mean(repo_id, cache_dir)
     if offline:
         raise OfflineNoCacheError(f"{repo_id} is in neither the HF cache ({where}) nor vplan's catalog and offline "
                                   "mode is on: run once with network access (or unset HF_HUB_OFFLINE), or pass a "
-                                  "local folder")
+                                  f"local folder{near}")
     raise HubUnreachableError(f"{repo_id}: {reason}, and the model is in neither the HF cache ({where}) nor "
-                              "vplan's catalog: check the network or HF_ENDPOINT, or pass a local folder")
+                              f"vplan's catalog: check the network or HF_ENDPOINT, or pass a local folder{near}")
 
 
 def _from_hf_cache(repo_id, revision, cache_dir, reason) -> ModelSource | None:
@@ -93,7 +99,7 @@ def _from_hf_cache(repo_id, revision, cache_dir, reason) -> ModelSource | None:
     sha = snap.name
     config = read_config(snap / "config.json", repo_id)
     cached = vplan_cache.read(repo_id, sha) or {}
-    notes = [f"{reason}: using the HF cache ({root}) at commit {sha[:12]}"]
+    notes = [f"{reason}: using the HF cache", f"HF cache snapshot {sha[:12]} in {root}"]
     if cached.get("checkpoint"):
         ck = CheckpointSummary.from_dict(cached["checkpoint"])
     else:

@@ -59,8 +59,14 @@ class PreflightReport:
         return {"model_id": self.model_id, "plan_status": self.plan_status, "dry_run": self.dry_run, "ok": self.ok,
                 "checks": [c.to_dict() for c in self.checks]}
 
-    def raise_for_failures(self) -> None:
+    def raise_for_failures(self, shown: bool = False) -> None:
+        """PreflightError for the first failure with its fix; ``shown``: the [FAIL] lines were already printed, so
+        the error only names the failed checks (each failure is said once)."""
         bad = self.failures
+        if bad and shown:
+            names = ", ".join(c.name for c in bad)
+            raise PreflightError(f"preflight: {len(bad)} check{'s' if len(bad) > 1 else ''} failed ({names}); "
+                                 "fix what the [FAIL] line" + ("s say" if len(bad) > 1 else " says") + " and rerun")
         if bad:
             more = f" (+{len(bad) - 1} more failed check(s): `vplan preflight PLAN`)" if len(bad) > 1 else ""
             raise PreflightError(f"preflight {bad[0].name}: {bad[0].detail}; {bad[0].fix}{more}")
@@ -93,7 +99,7 @@ def _check_packages(plan: Plan) -> list[Check]:
     for dist, spec, why in packages_needed(plan):
         have = installed_version(dist)
         name = f"package {dist}"
-        pip = f"pip install '{dist}{spec}'"
+        pip = "pip install 'vplan[runtime]'" if dist == "torch" and not spec else f"pip install '{dist}{spec}'"
         if have is None:
             out.append(Check(name, False, f"{dist} is not installed (needed for {why})", f"run `{pip}` in this environment"))
             continue
@@ -136,7 +142,8 @@ def _check_gpus(plan: Plan, gpus: list[GpuInfo], env: Mapping[str, str]) -> list
     out = []
     if len(gpus) < plan.gpus:
         out.append(Check("gpus", False, f"{len(gpus)} GPU(s) visible{where}, the plan needs {plan.gpus} x {plan.gpu_type}",
-                         f"request them (sbatch --gres=gpu:{plan.gpus}) or re-plan with `vplan plan --max-gpus {len(gpus)}`"))
+                         f"request them (sbatch --gres=gpu:{plan.gpus}) or re-plan with `vplan plan "
+                         f"{'--max-gpus ' + str(len(gpus)) if gpus else '--gpus-per-node 0'}`"))
         return out
     out.append(Check("gpus", True, f"{len(gpus)} GPU(s) visible{where}, the plan uses {plan.gpus}"))
     family = (plan.gpu_type or "").split("-")[0].upper()

@@ -60,7 +60,7 @@ def test_plan_file_round_trips(env, tmp_path):
     (["check", "Qwen/Qwen3-32B", "--gpu", "X100", "--gpus-per-node", "2"], "unknown GPU type 'X100'"),
     (["check", "Qwen/Qwen3-32B", "--cluster", "/nonexistent/cluster.toml"], "vplan cluster detect"),
     (["check", "Qwen/Qwen3-32B", "--precision", "fp8"], "fp8 weights need compute capability >= 8.9"),
-    (["check", "Qwen/Qwen3-32B", "--precision", "int4"], "not a precision vplan knows"),
+    (["check", "Qwen/Qwen3-32B", "--precision", "int4"], "unknown precision 'int4'"),
     (["check", "Qwen/Qwen3-32B", "--prompt-tokens", "9000", "--context", "4096"], "exceeds --context"),
     (["check", "a'; rm -rf ~ #"], "a'; rm -rf ~ #"),
     (["check", "$(touch /tmp/vplan-pwned)"], "vplan"),

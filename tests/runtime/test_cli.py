@@ -78,7 +78,7 @@ def test_preflight_failure_exit_code_and_one_line(tiny_models, tmp_path):
     assert r.returncode == 4
     assert "[FAIL] host ram: job RAM limit 1.0 GiB (SLURM_MEM_PER_NODE=1024), the plan needs 4.0 GiB" in r.stdout
     err = r.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("vplan: error: preflight host ram: job RAM limit 1.0 GiB")
+    assert err == ["vplan: error: preflight: 1 check failed (host ram); fix what the [FAIL] line says and rerun"]
     r = _vplan(["preflight", str(path), "--json"], env)
     data = json.loads(r.stdout)
     assert r.returncode == 4 and data["ok"] is False
@@ -88,6 +88,8 @@ def test_preflight_failure_exit_code_and_one_line(tiny_models, tmp_path):
     inp.write_text('{"id": 1, "prompt": "w1"}\n')
     r = _vplan(["run", str(path), "--input", str(inp), "--output", str(tmp_path / "o.jsonl")], env)
     assert r.returncode == 4 and "Model loaded" not in r.stderr and not (tmp_path / "o.jsonl").exists()
+    assert r.stderr.count("job RAM limit 1.0 GiB") == 1  # the failure is said once, then named in the error line
+    assert r.stderr.strip().splitlines()[-1].startswith("vplan: error: preflight: 1 check failed (host ram)")
 
 
 def test_preflight_dry_run_and_usage_errors(tiny_models, tmp_path):

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from vplan.planner.api import check_one
-from vplan.planner.memory import host, overhead, weights
+from vplan.planner.memory import activations, host, overhead, weights
 
 
 def _vplan(*args, env):
@@ -18,9 +18,11 @@ def test_plan_then_run_cpu_disk_and_resume(tiny_models, tmp_path):
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), VPLAN_CACHE=str(tmp_path / "vc"),
                VPLAN_OFFLOAD_FOLDER=str(tmp_path / "offload"))
     env.pop("VPLAN_CGROUP_ROOT", None)
-    w = weights.weight_bytes_by_block(check_one(folder).spec, "bf16")
-    # a node whose RAM leaves room for about half the weights after the process and the load peak
-    node_mem = int((overhead.HOST_PROCESS_BYTES + overhead.host_load_peak_bytes(max(w.values()))
+    spec = check_one(folder).spec
+    w = weights.weight_bytes_by_block(spec, "bf16")
+    act = activations.activation_peak_bytes(spec, batch=1, prompt_tokens=256, attn_implementation="sdpa").peak_bytes
+    # a node whose RAM leaves room for about half the weights after the process, the load peak and the activations
+    node_mem = int((overhead.HOST_PROCESS_BYTES + overhead.host_load_peak_bytes(max(w.values())) + act
                     + sum(w.values()) // 2) / host.HOST_USABLE_FRACTION) + 1
     plan_path = tmp_path / "plan.json"
     r = _vplan("plan", folder, "--gpus-per-node", "0", "--node-mem", f"{node_mem}B", "--context", "256",

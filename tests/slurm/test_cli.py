@@ -26,10 +26,10 @@ def test_render_writes_atomically_755_and_refuses_overwrite(tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     assert f"export VPLAN_PLAN={plan}" in text and "python gen.py '$(id)'" in text and "hf_secret" not in text
     assert [p.name for p in out.parent.iterdir()] == ["job.sh"]  # no temp file left
-    r = _main(["render-sbatch", str(plan), "-o", str(out)])
-    assert r.returncode == 2 and r.stderr.strip() == f"vplan: error: {out} exists; pass --force to overwrite it"
-    assert _main(["render-sbatch", str(plan), "-o", str(out), "--force"]).returncode == 0
-    assert 'vplan run "$VPLAN_PLAN"' in out.read_text()
+    r = _main(["render-sbatch", str(plan), "-o", str(out), "--prompt", "hi"])
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == f"vplan: error: {out} exists; pass --force to overwrite it"
+    assert _main(["render-sbatch", str(plan), "-o", str(out), "--force", "--prompt", "hi"]).returncode == 0
+    assert """vplan run "$VPLAN_PLAN" --prompt hi""" in out.read_text()
 
 
 def test_render_does_not_fit_exit_3_and_stdout(tmp_path):
@@ -37,7 +37,7 @@ def test_render_does_not_fit_exit_3_and_stdout(tmp_path):
     r = _main(["render-sbatch", str(plan)])
     assert r.returncode == 3 and "does not fit: needs 3 GPUs" in r.stderr and r.stdout == ""
     ok = write_plan(make_plan(), tmp_path / "ok.json")
-    r = _main(["render-sbatch", str(ok)])
+    r = _main(["render-sbatch", str(ok), "--prompt", "hi"])
     assert r.returncode == 0 and r.stdout.startswith("#!/bin/bash\n")
 
 
@@ -46,7 +46,7 @@ def test_render_array_splits_files(tmp_path):
     b = write_plan(make_plan("a/two", gpus=2), tmp_path / "b.json")
     r = _main(["render-sbatch", str(a), str(b)])
     assert r.returncode == 2 and "--array" in r.stderr
-    r = _main(["render-sbatch", str(a), str(b), "--array", "-o", str(tmp_path / "exp.sh")])
+    r = _main(["render-sbatch", str(a), str(b), "--array", "-o", str(tmp_path / "exp.sh"), "--prompt", "hi"])
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in tmp_path.glob("exp*.sh")) == ["exp-gpu-1gpu.sh", "exp-gpu-2gpu.sh"]
 

@@ -42,7 +42,7 @@ def submit_test_only(text: str, tmp_path: Path, env) -> subprocess.CompletedProc
 def test_request_forms_accepted(form, slurm_cluster, tmp_path):
     prof = {"gres-untyped": default_profile(), "gres-typed": live_profile(),
             "gpus-per-node": replace(live_profile(), gpu_request="gpus-per-node")}[form]
-    r = submit_test_only(render_sbatch(make_plan(gpus=2), prof, SbatchOptions(plan_path="/p.json")), tmp_path, slurm_cluster)
+    r = submit_test_only(render_sbatch(make_plan(gpus=2), prof, SbatchOptions(plan_path="/p.json", prompt="Hello")), tmp_path, slurm_cluster)
     assert r.returncode == 0, r.stderr
 
 
@@ -63,7 +63,7 @@ def _bigger(**part_kw):
 ])
 def test_what_the_cluster_cannot_hold_is_rejected(case, profile, plan, message, slurm_cluster, tmp_path):
     """A profile that overstates the node: the renderer cannot know, sbatch --test-only tells the user."""
-    r = submit_test_only(render_sbatch(plan(), profile(), SbatchOptions(plan_path="/p.json")), tmp_path, slurm_cluster)
+    r = submit_test_only(render_sbatch(plan(), profile(), SbatchOptions(plan_path="/p.json", prompt="Hello")), tmp_path, slurm_cluster)
     print(f"{case}: rc={r.returncode}: {r.stderr.strip()}")
     assert r.returncode != 0 and message in r.stderr
 
@@ -146,7 +146,7 @@ def test_job_runs_real_preflight(cached, slurm_cluster, tmp_path):
         assert f"[FAIL] model files: HF_HUB_OFFLINE=1 and {model}@main is not in the HF cache {hf_home}/hub; " \
                f"download it where the Hub is reachable: `hf download {model} --revision main` with the same HF_HOME" in out
         assert "JobState=FAILED" in info and "ExitCode=4:0" in info, info
-        assert "vplan: error: preflight model files: HF_HUB_OFFLINE=1" in err
+        assert "vplan: error: preflight: 1 check failed (model files)" in err
     assert not list(Path("/tmp").glob(f"vplan-offload-{jid}"))  # trap removed the scratch folder
 
 
@@ -154,7 +154,7 @@ def test_array_runs_each_plan(slurm_cluster, tmp_path, sandbox):
     plans = [make_plan("Qwen/Qwen3-8B"), make_plan("Qwen/Qwen3-0.6B", weights_bytes=GIB)]
     paths = (str(tmp_path / "a.json"), str(tmp_path / "b c.json"))
     prof = replace(live_profile(), setup=("export PATH=\"$VPLAN_TEST_BIN:$PATH\"",))
-    text = render_array(plans, prof, SbatchOptions(plan_paths=paths, time="00:05:00"))
+    text = render_array(plans, prof, SbatchOptions(plan_paths=paths, time="00:05:00", prompt="Hello"))
     (tmp_path / "arr.sh").write_text(text)
     env = dict(slurm_cluster, VPLAN_TEST_BIN=str(sandbox / "bin"), VPLAN_ARGV_FILE=str(tmp_path / "argv-%s.txt"))
     r = sh(["sbatch", "--parsable", "--export=ALL", str(tmp_path / "arr.sh")], env, cwd=tmp_path)
@@ -175,4 +175,4 @@ def test_detect_live_cluster(slurm_cluster, monkeypatch):
     assert (part.name, part.gpu, part.gpus_per_node, part.cpus_per_node, part.mem_bytes, part.max_time_s) == \
         ("gpu", GPU_CATALOG["A100-40GB"], 2, 4, 122070 * 1024**2, 2 * 86400)
     # a plan rendered against the detected profile is accepted by the cluster it came from
-    assert render_sbatch(make_plan(gpus=2), d.profile, SbatchOptions(plan_path="/p.json")).count("--gres=gpu:a100:2") == 1
+    assert render_sbatch(make_plan(gpus=2), d.profile, SbatchOptions(plan_path="/p.json", prompt="Hello")).count("--gres=gpu:a100:2") == 1

@@ -66,7 +66,7 @@ def test_real_plans_verdicts(real_plans, slurm_cluster, tmp_path):
     --gres = plan.gpus and --mem >= plan.host_ram_bytes; does-not-fit plans are refused before SLURM sees them."""
     verdicts = {}
     for mid, plan in real_plans.items():
-        opts = SbatchOptions(plan_path=f"/plans/{mid.replace('/', '__')}.json")
+        opts = SbatchOptions(plan_path=f"/plans/{mid.replace('/', '__')}.json", prompt="Hello")
         if plan.status == "does-not-fit":
             with pytest.raises(NoFittingPlanError) as e:
                 render_sbatch(plan, default_profile(), opts)
@@ -96,7 +96,7 @@ def test_does_not_fit_cli_exit_3_unless_force(real_plans, slurm_cluster, tmp_pat
         assert r.stderr.strip() == (f"vplan: error: plan {mid} does not fit: {plan.reason}; "
                                     "re-plan (vplan check lists what would run) or pass --force to render it anyway")
         out = tmp_path / f"forced-{mid.replace('/', '__')}.sh"
-        r = cli(["render-sbatch", str(path), "-o", str(out), "--force"])
+        r = cli(["render-sbatch", str(path), "-o", str(out), "--force", "--prompt", "Hello"])
         assert r.returncode == 0, r.stderr
         text = out.read_text()
         assert f"# WARNING (--force): the plan does not fit: {plan.reason}" in text
@@ -109,7 +109,7 @@ def test_real_plans_array_split_by_gpu_shape(real_plans, slurm_cluster, tmp_path
     """All runnable catalog plans as arrays: one script per GPU count, each accepted by the cluster."""
     ok = [(m, p) for m, p in real_plans.items() if p.status != "does-not-fit"]
     paths = tuple(f"/plans/{m.replace('/', '__')}.json" for m, _ in ok)
-    scripts = render_arrays([p for _, p in ok], default_profile(), SbatchOptions(plan_paths=paths))
+    scripts = render_arrays([p for _, p in ok], default_profile(), SbatchOptions(plan_paths=paths, prompt="Hello"))
     assert sorted(g.key[2] for g, _ in scripts) == [1, 2]
     for g, text in scripts:
         members = [ok[i][1] for i in g.indices]
@@ -135,7 +135,7 @@ def test_vplan_plan_cli_matches_the_api_and_renders(real_plans, slurm_cluster, t
             d.pop("created_at", None), d.pop("vplan_version", None)
         assert got == want
     ok = tmp_path / "Qwen__Qwen3-32B.json"
-    r = cli(["render-sbatch", str(ok), "-o", str(tmp_path / "job.sh")], env=env)
+    r = cli(["render-sbatch", str(ok), "-o", str(tmp_path / "job.sh"), "--prompt", "Hello"], env=env)
     assert r.returncode == 0, r.stderr
     text = (tmp_path / "job.sh").read_text()
     check_request(text, real_plans["Qwen/Qwen3-32B"])

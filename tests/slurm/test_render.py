@@ -32,6 +32,9 @@ def check_golden(name: str, text: str) -> None:
 
 
 def opts(**kw) -> SbatchOptions:
+    if not kw.get("command"):
+        kw.setdefault("input_path", "/work/prompts.jsonl")
+        kw.setdefault("output_path", "/work/out.jsonl")
     return SbatchOptions(plan_path=kw.pop("plan_path", "/work/plans/qwen3-8b.json"), **kw)
 
 
@@ -201,7 +204,8 @@ def test_hostile_paths_and_command_never_execute(sandbox, tmp_path):
     bash_n(text, tmp_path)
     r = _run_script(text, sandbox, tmp_path)
     assert r.returncode == 0, r.stderr
-    assert (sandbox / "argv.txt").read_text().splitlines() == ["run", plan_path]
+    assert (sandbox / "argv.txt").read_text().splitlines() == ["run", plan_path, "--input", "/work/prompts.jsonl",
+                                                               "--output", "/work/out.jsonl"]
     cmd = ("python3", "-c", "import os,sys; print(os.environ['VPLAN_PLAN']); print(sys.argv[1:])",
            f"$(touch {markers[3]})", "a'b", '"; touch ' + str(markers[3]) + "; #", "*", "~", "\\", "$HOME")
     text2 = render_sbatch(make_plan(), default_profile(), opts(plan_path=plan_path, command=cmd))
@@ -232,7 +236,7 @@ def test_property_any_path_and_args_pass_bash_n_and_arrive_verbatim(path, args, 
 def test_array_selects_plan_by_task_id(sandbox, tmp_path):
     plans = [make_plan("Qwen/Qwen3-8B"), make_plan("Qwen/Qwen3-0.6B", host_ram_bytes=30 * GIB, load_s=3000)]
     paths = ("/p/first plan.json", "/p/second'$(x).json")
-    text = render_array(plans, default_profile(), SbatchOptions(plan_paths=paths))
+    text = render_array(plans, default_profile(), SbatchOptions(plan_paths=paths, input_path="/work/in.jsonl", output_path="/work/out.jsonl"))
     assert "#SBATCH --array=0-1\n" in text and "#SBATCH --mem=34G\n" in text  # the largest task: 30 GiB + 4 GiB
     assert "%x-%A_%a.out" in text and "--time=01:26:00" in text
     bash_n(text, tmp_path)
@@ -243,7 +247,8 @@ def test_array_selects_plan_by_task_id(sandbox, tmp_path):
                "SLURM_ARRAY_TASK_ID": str(i)}
         r = subprocess.run(["bash", str(script)], cwd=sandbox, env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
-        assert (sandbox / "argv.txt").read_text().splitlines() == ["run", p]
+        assert (sandbox / "argv.txt").read_text().splitlines() == ["run", p, "--input", "/work/in.jsonl", "--output",
+                                                                   f"/work/out.{i}.jsonl"]  # one results file per task
     r = subprocess.run(["bash", str(sandbox / "arr.sh")], cwd=sandbox, capture_output=True, text=True,
                        env={"PATH": f"{sandbox / 'bin'}:/usr/bin:/bin", "TMPDIR": str(sandbox)})
     assert r.returncode != 0 and "not an array task" in r.stderr
@@ -251,7 +256,7 @@ def test_array_selects_plan_by_task_id(sandbox, tmp_path):
 
 def test_arrays_split_by_gpu_shape():
     plans = [make_plan("a/one"), make_plan("a/two", gpus=2), make_plan("a/three")]
-    o = SbatchOptions(plan_paths=("/p/1.json", "/p/2.json", "/p/3.json"))
+    o = SbatchOptions(plan_paths=("/p/1.json", "/p/2.json", "/p/3.json"), prompt="Hello")
     with pytest.raises(UsageError, match="different GPU shapes"):
         render_array(plans, default_profile(), o)
     out = render_arrays(plans, default_profile(), o)
@@ -263,4 +268,4 @@ def test_arrays_split_by_gpu_shape():
 def test_array_refuses_a_does_not_fit_task():
     plans = [make_plan(), make_plan("x/big", status="does-not-fit", reason="too big")]
     with pytest.raises(NoFittingPlanError, match="x/big does not fit: too big"):
-        render_array(plans, default_profile(), SbatchOptions(plan_paths=("/a.json", "/b.json")))
+        render_array(plans, default_profile(), SbatchOptions(plan_paths=("/a.json", "/b.json"), prompt="Hello"))

@@ -89,9 +89,9 @@ def test_hostile_values_stay_words(tmp_path):
 
 
 def test_what_cannot_be_rendered():
-    with pytest.raises(UsageError, match="a vLLM job needs work"):
+    with pytest.raises(UsageError, match=r"the job needs work to do.*finds the job's server in \$VPLAN_ENDPOINT"):
         render_sbatch(plans.vllm_plan(), default_profile(), opts())
-    with pytest.raises(UsageError, match="give both --input"):
+    with pytest.raises(UsageError, match="--input needs --output"):
         render_sbatch(plans.vllm_plan(), default_profile(), opts(input_path="/a.jsonl"))
     few = replace(default_profile(), partitions=(replace(default_profile().partitions[0], nodes=2),))
     with pytest.raises(ClusterError, match="needs 4 nodes but partition 'gpu' has 2"):

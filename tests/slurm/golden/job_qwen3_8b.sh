@@ -48,4 +48,4 @@ module load cuda/12.4
 source /opt/venvs/vplan/bin/activate
 set -u
 
-vplan run "$VPLAN_PLAN"
+vplan run "$VPLAN_PLAN" --input /work/prompts.jsonl --output /work/out.jsonl
