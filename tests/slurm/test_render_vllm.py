@@ -88,6 +88,13 @@ def test_hostile_values_stay_words(tmp_path):
         render_sbatch(plans.vllm_plan(), default_profile(), opts(command=("python", "x.py", "HF_TOKEN=hf_" + "a" * 34)))
 
 
+def test_a_prompt_goes_to_the_jobs_server():
+    """--prompt works for a vLLM job as for a transformers one: the client line, through the job's server."""
+    text = render_sbatch(plans.vllm_plan(), default_profile(), opts(prompt="Say $(hi) in 'one' word"))
+    line = """vplan run "$VPLAN_PLAN" --endpoint "$VPLAN_ENDPOINT" --engine-log "$VPLAN_VLLM_LOG" """
+    assert line + """--prompt 'Say $(hi) in '"'"'one'"'"' word'""" in text
+
+
 def test_what_cannot_be_rendered():
     with pytest.raises(UsageError, match=r"the job needs work to do.*finds the job's server in \$VPLAN_ENDPOINT"):
         render_sbatch(plans.vllm_plan(), default_profile(), opts())
