@@ -79,43 +79,70 @@ def speed_line(p: Plan) -> str:
     return line
 
 
+def _setup(p: Plan | None) -> str:
+    """'bf16 2xA100-40GB', 'bf16 14xA100-40GB TP2 PP7' (all GPUs of the job), or the status when it does not run."""
+    if p is None:
+        return "-"
+    if not p.fits:
+        return p.status
+    s = f"{p.precision} {p.gpus * p.nodes}x{p.gpu_type}"
+    if p.vllm is not None:
+        s += f" TP{p.vllm.tensor_parallel_size}" + (f" PP{p.vllm.pipeline_parallel_size}"
+                                                      if p.vllm.pipeline_parallel_size > 1 else "")
+    return s
+
+
+def _job(p: Plan | None) -> tuple[float, float] | None:
+    """(job seconds, GPU-hours) of a plan that runs."""
+    if p is None or not p.fits:
+        return None
+    sec = p.speed.job_seconds(p.workload.requests)
+    return sec, sec * p.gpus * p.nodes / 3600
+
+
 def print_jobs(con, report) -> None:
-    """Both engines side by side (or one engine's job times), with the experiment's totals per engine."""
-    from rich.table import Table
+    """Both engines side by side (or one engine's job times), with the experiment's GPU-hours per engine; fits the
+    terminal like the main table (layout.fit: per-sequence speed, then job time, then the shapes go first)."""
+    from vplan.planner.cli.display import short_names
+    from vplan.planner.cli.layout import Column, fit
 
     engines = list(dict.fromkeys(r.plan.engine for r in report.results))
     if len(engines) < 2 and report.options.search.workload.requests <= 1:
         return
     wl = report.options.search.workload
-    t = Table(title=f"{wl.requests:,} requests of {wl.prompt_tokens} prompt + {wl.max_new_tokens} new tokens",
-              header_style="bold")
-    t.add_column("model", no_wrap=True)
-    for e in engines:
-        t.add_column(f"{e}: setup", overflow="fold")
-        t.add_column("tok/s", justify="right")
-        t.add_column("job", justify="right")
-        t.add_column("GPU-h", justify="right")
-    if len(engines) > 1:
-        t.add_column("faster")
-    totals = {e: 0.0 for e in engines}
     by_model: dict[str, dict[str, Plan]] = {}
     for r in report.results:
         by_model.setdefault(r.spec.model_id, {})[r.plan.engine] = r.plan
-    for model, plans in by_model.items():
-        row = [model]
-        for e in engines:
-            p = plans.get(e)
-            if p is None or not p.fits:
-                row += [f"[red]{p.status if p else '-'}[/]", "-", "-", "-"]
-                continue
-            sec = p.speed.job_seconds(p.workload.requests)
-            totals[e] += sec * p.gpus * p.nodes / 3600
-            row += [f"{p.precision}, {shape_label(p)}", f"{p.speed.throughput_tokens_per_s:.0f}", _hours(sec),
-                    f"{sec * p.gpus * p.nodes / 3600:.1f}"]
-        if len(engines) > 1:
-            ok = [p for p in plans.values() if p.fits]
-            row.append(min(ok, key=lambda p: p.speed.job_seconds(p.workload.requests)).engine if ok else "-")
-        t.add_row(*row)
-    t.add_row("[bold]experiment[/]", *[x for e in engines for x in ("", "", "", f"[bold]{totals[e]:.1f}[/]")],
-              *([""] if len(engines) > 1 else []))
-    con.print(t)
+    short = short_names(list(by_model))
+    rows = [(short[m], plans) for m, plans in by_model.items()]
+    totals = {e: sum(j[1] for _, plans in rows if (j := _job(plans.get(e)))) for e in engines}
+    rows.append(("experiment", None))
+
+    def cols(e: str) -> list[Column]:
+        job = lambda r: None if r[1] is None else _job(r[1].get(e))  # noqa: E731
+        prec = Column(f"{e}", lambda r: "" if r[1] is None else (
+            r[1][e].precision if e in r[1] and r[1][e].fits else (r[1][e].status if e in r[1] else "-")))
+        return [
+            Column(f"{e} setup", lambda r: "" if r[1] is None else _setup(r[1].get(e)), priority=1, fallback=prec),
+            Column("job tok/s", lambda r: "" if job(r) is None else f"{r[1][e].speed.throughput_tokens_per_s:,.0f}",
+                   priority=3, justify="right"),
+            Column("job", lambda r: "" if job(r) is None else _hours(job(r)[0]), priority=2, justify="right"),
+            Column("GPU-h", lambda r: f"{totals[e]:,.1f}" if r[1] is None else
+                   ("-" if job(r) is None else f"{job(r)[1]:,.1f}"), justify="right",
+                   style=lambda r: "bold" if r[1] is None else ""),
+        ]
+
+    def faster(r) -> str:
+        if r[1] is None:
+            return ""
+        ok = [p for p in r[1].values() if p.fits]
+        return min(ok, key=lambda p: p.speed.job_seconds(p.workload.requests)).engine if ok else "-"
+
+    columns = [Column("model", lambda r: r[0], style=lambda r: "bold" if r[1] is None else "")]
+    for e in engines:
+        columns += cols(e)
+    if len(engines) > 1:
+        columns.append(Column("faster", faster))
+    con.print()
+    con.print(fit(columns, rows, con.width, title=f"the job: {wl.requests:,} requests of {wl.prompt_tokens:,} prompt + "
+                                                   f"{wl.max_new_tokens:,} new tokens"))

@@ -1,6 +1,8 @@
 """The CLI with --engine: the check --json keys for vLLM plans, both engines side by side, vLLM plan files."""
 import json
 
+import pytest
+
 from tests.planner.test_cli import env, vplan  # noqa: F401 (env is a fixture)
 
 
@@ -32,8 +34,28 @@ def test_check_table_shows_engines_side_by_side(env):
     r = vplan(env, "check", "Qwen/Qwen3-32B", "--engine", "all", "--requests", "5000")
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "Qwen/Qwen3-32B (vllm)" in out and "transformers: setup" in out and "vllm: setup" in out
+    assert "Qwen/Qwen3-32B (vllm)" in out and "transformers setup" in out and "vllm setup" in out
     assert "experiment" in out and "--tensor-parallel-size 2" in out and "KV cache" in out
+
+
+def test_engine_comparison_fits_80_columns_with_the_totals(env):
+    """The side-by-side table of the six models fits 80 columns (the shapes give way to the precisions; the
+    GPU-hours, the experiment's totals and the faster engine stay)."""
+    from tests.fuzz.harness import assert_text_fits
+
+    six = ["openai/gpt-oss-20b", "deepseek-ai/DeepSeek-V2.5", "meta-llama/Llama-3.3-70B-Instruct",
+           "Qwen/Qwen2.5-72B-Instruct", "Qwen/Qwen3-32B", "deepseek-ai/deepseek-llm-7b-chat"]
+    r = vplan(dict(env, COLUMNS="80"), "check", *six, "--engine", "all", "--requests", "5000", "--prompt-tokens",
+              "3000", "--max-new-tokens", "500")
+    assert r.returncode == 0, r.stderr
+    assert_text_fits(r.stdout, 80)
+    table = r.stdout.split("the job: 5,000 requests", 1)[1].split("\n\n", 1)[0].splitlines()
+    head = next(i for i, line in enumerate(table) if line.startswith("model "))
+    assert table[head].split() == ["model", "transformers", "GPU-h", "vllm", "GPU-h", "faster"]
+    rows = {line.split()[0]: line.split() for line in table[head + 2:]}
+    assert rows["DeepSeek-V2.5"][1:3] == ["does-not-fit", "-"] and rows["DeepSeek-V2.5"][-1] == "vllm"
+    per_model = [float(v[2]) for k, v in rows.items() if k != "experiment" and v[2] != "-"]
+    assert float(rows["experiment"][1]) == pytest.approx(sum(per_model), abs=0.1 * len(per_model))
 
 
 def test_vllm_plan_file_round_trips(env, tmp_path):
