@@ -177,3 +177,31 @@ def test_api_without_torch_says_how_to_install(tmp_path):
                        text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("torch | vplan.runtime.load_planned needs torch") and "vplan[runtime]" in r.stdout
+
+
+def test_readme_tables_are_what_vplan_prints():
+    """The README's two six-model tables are the tool's output, not a transcription that drifts: the 80-column
+    check table line for line, and the engine comparison's precisions and GPU-hours per model and in total."""
+    readme = (REPO / "README.md").read_text()
+    out = run_cli(["check", *SIX])[1]
+    table = out.split("\n\n", 1)[0].splitlines()
+    head = next(i for i, line in enumerate(table) if line.startswith("model "))
+    assert "\n".join(x.rstrip() for x in table[head:]) in readme
+
+    d = json.loads(ok(["check", *SIX, "--engine", "all", "--requests", "5000", "--prompt-tokens", "3000",
+                       "--max-new-tokens", "500", "--json"]))
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]]
+            for r in re.findall(r"^\|[^\n]*\|$", readme.split("### Which engine", 1)[1].split("## ", 1)[0], re.M)}
+    plans = {(m["model"], m["plan"]["engine"]): m["plan"] for m in d["models"]}
+    for mid in SIX:
+        row = rows[mid.split("/")[1]]
+        for engine, (setup, hours) in (("transformers", (row[0], row[2])), ("vllm", (row[3], row[5]))):
+            p = plans[(mid, engine)]
+            if p["status"] == "does-not-fit":
+                assert hours == "-", (mid, engine)
+                continue
+            assert setup.startswith(p["precision"]), (mid, engine, setup)
+            assert float(hours) == pytest.approx(p["gpu_hours"], abs=0.05), (mid, engine)
+    total = rows["**experiment**"]
+    assert float(total[2].strip("*")) == pytest.approx(d["experiment"]["transformers"]["gpu_hours"], abs=0.05)
+    assert float(total[5].strip("*")) == pytest.approx(d["experiment"]["vllm"]["gpu_hours"], abs=0.05)
