@@ -50,3 +50,10 @@ def params_text(spec, long: bool = False) -> str:
     if spec.params_active == spec.params_total:
         return fmt_count(spec.params_total)
     return f"{fmt_count(spec.params_total)} ({fmt_count(spec.params_active)}{' active' if long else ''})"
+
+
+def short_names(ids) -> dict[str, str]:
+    """The last part of each id (the folder name of a local model), unless two rows would then read the same."""
+    last = {m: m.rstrip("/").rsplit("/", 1)[-1] or m for m in ids}
+    clash = {v for v in last.values() if list(last.values()).count(v) > 1}
+    return {m: (m if v in clash else v) for m, v in last.items()}

@@ -3,17 +3,10 @@ GPU and model catalogs. Memory in tables is GiB (2^30 bytes), labelled; ``--json
 from __future__ import annotations
 
 from vplan.planner.cli import details, display_vllm
-from vplan.planner.cli.cells import STATUS_STYLE, g, gpu_cell, load_cell, offload_cell, params_text, speed_cell
+from vplan.planner.cli.cells import STATUS_STYLE, g, gpu_cell, load_cell, offload_cell, params_text, short_names, speed_cell
 from vplan.planner.cli.layout import Column, console, fit
 from vplan.planner.hardware.gpus import GPU_CATALOG
 from vplan.planner.units import GIB
-
-def short_names(ids) -> dict[str, str]:
-    """The last part of each id (the folder name of a local model), unless two rows would then read the same."""
-    last = {m: m.rstrip("/").rsplit("/", 1)[-1] or m for m in ids}
-    clash = {v for v in last.values() if list(last.values()).count(v) > 1}
-    return {m: (m if v in clash else v) for m, v in last.items()}
-
 
 def check_columns(results) -> list[Column]:
     """The check table's columns, most important first; an engine adds its cells here."""

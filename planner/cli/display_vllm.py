@@ -1,7 +1,8 @@
 """Renderings that only vLLM plans and engine comparisons need (kept apart from display.py's tables)."""
 from __future__ import annotations
 
-from vplan.planner.cli.layout import out
+from vplan.planner.cli.cells import short_names
+from vplan.planner.cli.layout import Column, fit, out
 from vplan.planner.plan.contract import Plan
 from vplan.planner.units import GIB
 
@@ -103,9 +104,6 @@ def _job(p: Plan | None) -> tuple[float, float] | None:
 def print_jobs(con, report) -> None:
     """Both engines side by side (or one engine's job times), with the experiment's GPU-hours per engine; fits the
     terminal like the main table (layout.fit: per-sequence speed, then job time, then the shapes go first)."""
-    from vplan.planner.cli.display import short_names
-    from vplan.planner.cli.layout import Column, fit
-
     engines = list(dict.fromkeys(r.plan.engine for r in report.results))
     if len(engines) < 2 and report.options.search.workload.requests <= 1:
         return
