@@ -103,7 +103,7 @@ def _job(p: Plan | None) -> tuple[float, float] | None:
 
 def print_jobs(con, report) -> None:
     """Both engines side by side (or one engine's job times), with the experiment's GPU-hours per engine; fits the
-    terminal like the main table (layout.fit: per-sequence speed, then job time, then the shapes go first)."""
+    terminal like the main table (layout.fit: the throughput, then the job time, then the shapes give way first)."""
     engines = list(dict.fromkeys(r.plan.engine for r in report.results))
     if len(engines) < 2 and report.options.search.workload.requests <= 1:
         return
