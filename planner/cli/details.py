@@ -139,8 +139,11 @@ def print_next_steps(con, report, replay: str = "") -> None:
                   "detect`).", indent=0)
         return
     r = runnable[0]
+    same = [x for x in runnable if x.spec.model_id == r.spec.model_id]  # --engine all: one result per engine
+    r = min(same, key=lambda x: x.plan.speed.job_seconds(x.plan.workload.requests))
     name = plan_file_name(r.spec.model_id)
-    flags = f" {replay}" if replay else ""
+    # a plan file is for one engine: with --engine all, the command names the engine whose job is faster
+    flags = re.sub(r"--engine[ =]all\b", f"--engine {r.plan.engine}", f" {replay}" if replay else "")
     which = " (likewise for the other models)" if len(report.results) > 1 else ""
     _out(con, ("next steps", "bold"), f"{which}: the plan file, a job script that runs it (--input/--output, "
               "--prompt TEXT or -- CMD), the submission:", indent=0)

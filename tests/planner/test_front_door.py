@@ -205,3 +205,18 @@ def test_readme_tables_are_what_vplan_prints():
     total = rows["**experiment**"]
     assert float(total[2].strip("*")) == pytest.approx(d["experiment"]["transformers"]["gpu_hours"], abs=0.05)
     assert float(total[5].strip("*")) == pytest.approx(d["experiment"]["vllm"]["gpu_hours"], abs=0.05)
+
+
+@pytest.mark.parametrize("engine", ["transformers", "vllm", "all"])
+def test_the_next_steps_check_prints_run_as_written(tmp_path, engine):
+    """The commands after "next steps" are typed as printed (continuation lines joined) and succeed; with
+    --engine all the plan command names the engine whose job is faster (a plan file is for one engine)."""
+    out = ok(["check", "Qwen/Qwen3-32B", "--engine", engine, "--requests", "50"])
+    text = out.split("next steps", 1)[1].split(":", 1)[1].replace(" \\\n", " ")
+    cmds = [shlex.split(line)[1:] for line in text.splitlines() if line.strip().startswith("vplan ")]
+    assert [c[0] for c in cmds] == ["plan", "render-sbatch"]
+    if engine == "all":
+        assert cmds[0][cmds[0].index("--engine") + 1] == "vllm"
+    for argv in cmds:
+        ok(argv)
+    assert json.loads((tmp_path / "qwen3-32b.json").read_text())["engine"] == ("vllm" if engine == "all" else engine)
