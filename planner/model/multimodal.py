@@ -123,13 +123,8 @@ def _sub(model_id: str, family: str, key: str, raw, defaults: dict) -> dict:
 
 
 def _derive(model_id: str, t: dict, transformers: str) -> None:
-    """The derived fields the text config class sets in __post_init__ (in place)."""
-    mt = t["model_type"]
-    for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
-        v = t.get(k)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise MalformedConfigError(f"config.json of {model_id}: text_config {k} = {v!r} is not a positive "
-                                       "integer; fix the config")
+    """The derived fields the text config class sets in __post_init__ (in place), on a validated text config."""
+    mt = t["model_type"]  # validated by the caller (validate_config with the text family's rules)
     t["num_key_value_heads"] = t.get("num_key_value_heads") or t["num_attention_heads"]
     L = t["num_hidden_layers"]
     if mt == "gemma3_text":
