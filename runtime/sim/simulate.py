@@ -31,7 +31,6 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from vplan.planner.errors import SimulationUnsupportedError
-from vplan.planner.model.behaviours import behaviour
 from vplan.planner.model.multimodal import with_loaded_tie
 from vplan.planner.plan import Plan
 
@@ -39,7 +38,7 @@ from vplan.runtime.sim import guard as _fake_cuda_guard
 from vplan.runtime.sim.cuda import CudaShim, h100_properties
 from vplan.runtime.sim.place import OFFLOAD, dispatch_hooks, main_gpu, mapped_device, normalize_device_map, torch_device
 from vplan.runtime.sim.track import LiveBytesTracker, ProvenanceOracle, kv_tagging
-from vplan.runtime.transformers.load import auto_model_class
+from vplan.runtime.transformers.load import attention_to_run, auto_model_class
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 PRECISION_OF_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
@@ -183,14 +182,9 @@ def simulate(config: dict, *, batch: int, prompt_tokens: int, new_tokens: int, d
     config, notes = simulatable_config(config, dtype=dtype, precision=precision)
     if attn_implementation not in ("sdpa", "eager"):
         raise SimulationUnsupportedError(f"attention {attn_implementation!r} cannot be simulated; use sdpa or eager")
-    import transformers
-
-    mt = config.get("model_type")
-    eager_only = behaviour("eager_only", transformers.__version__)
-    if mt in eager_only and attn_implementation != "eager":
-        notes.append(f"{mt} has no sdpa path in transformers {transformers.__version__} ({eager_only[mt]}): "
-                     "simulated eager")
-        attn_implementation = "eager"
+    attn_implementation, why = attention_to_run(config, attn_implementation)
+    if why:
+        notes.append(f"{why}: simulated eager")
     dmap = normalize_device_map(device_map)
     if any(d in OFFLOAD for d in dmap.values()):
         notes.append("cpu/disk blocks: weights in host memory, copied to the main GPU for their forward "

@@ -99,8 +99,25 @@ def build_from_pretrained_kwargs(plan: Plan, *, local: bool = False, env=None) -
         if folder:
             kw["offload_folder"] = folder
     kw["trust_remote_code"] = bool(plan.trust_remote_code)
-    kw["attn_implementation"] = plan.workload.attn_implementation
+    kw["attn_implementation"], _ = attention_to_run(plan.config or {"model_type": plan.architecture},
+                                                    plan.workload.attn_implementation)
     return kw
+
+
+def attention_to_run(config: dict, asked: str) -> tuple[str, str | None]:
+    """The attention transformers runs for ``asked`` (and why, when it differs): eager for the architectures with no
+    sdpa path (behaviour eager_only), where asking for sdpa raises at load, as the planner sized them
+    (memory/activations.attention_run: the text model's architecture). Found on an H100: gpt-oss plans with sdpa
+    failed to load."""
+    import transformers
+
+    from vplan.planner.model.behaviours import behaviour
+
+    model_type = (config.get("text_config") or {}).get("model_type") or config.get("model_type")
+    eager_only = behaviour("eager_only", transformers.__version__)
+    if model_type in eager_only and asked != "eager":
+        return "eager", f"{model_type} has no sdpa path in transformers {transformers.__version__} ({eager_only[model_type]})"
+    return asked, None
 
 
 def _quiet_bitsandbytes_cast_warning() -> None:

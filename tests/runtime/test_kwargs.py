@@ -87,3 +87,22 @@ def test_bad_plans_are_plan_file_errors(tiny_models, change, text):
     plan = dataclasses.replace(make_plan(tiny_models["llama"], layer_map(4, ["cpu"] * 4)), **change)
     with pytest.raises(PlanFileError, match=text):
         build_from_pretrained_kwargs(plan, local=True)
+
+
+def test_architectures_without_sdpa_load_with_the_attention_they_were_planned_with(tmp_path):
+    """Found on an H100: a gpt-oss plan (workload sdpa, sized as eager by the planner) passed
+    attn_implementation="sdpa", and from_pretrained raised (GptOss has no sdpa path). The runtime asks for what the
+    planner sized: eager; and a tiny gpt-oss built from that plan's kwargs loads on CPU."""
+    from vplan.planner.api import plan_for
+
+    plan = plan_for("openai/gpt-oss-20b")
+    assert plan.workload.attn_implementation == "sdpa"
+    kw = build_from_pretrained_kwargs(plan)
+    assert kw["attn_implementation"] == "eager"
+    cfg = transformers.GptOssConfig(hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                    num_key_value_heads=2, head_dim=16, num_local_experts=4, vocab_size=128)
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="scaled_dot_product_attention"):
+        transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="sdpa")
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation=kw["attn_implementation"])
+    assert model.config._attn_implementation == "eager"
