@@ -80,12 +80,15 @@ def speed_line(p: Plan) -> str:
     return line
 
 
-def _setup(p: Plan | None) -> str:
-    """'bf16 2xA100-40GB', 'bf16 14xA100-40GB TP2 PP7' (all GPUs of the job), or the status when it does not run."""
+def _setup(p: Plan | None, shape: bool = True) -> str:
+    """'bf16 2xA100-40GB', 'bf16 14xA100-40GB TP2 PP7' (all GPUs of the job; without ``shape``: 'bf16'), or the
+    status when it does not run."""
     if p is None:
         return "-"
     if not p.fits:
         return p.status
+    if not shape:
+        return p.precision
     s = f"{p.precision} {p.gpus * p.nodes}x{p.gpu_type}"
     if p.vllm is not None:
         s += f" TP{p.vllm.tensor_parallel_size}" + (f" PP{p.vllm.pipeline_parallel_size}"
@@ -118,8 +121,7 @@ def print_jobs(con, report) -> None:
 
     def cols(e: str) -> list[Column]:
         job = lambda r: None if r[1] is None else _job(r[1].get(e))  # noqa: E731
-        prec = Column(f"{e}", lambda r: "" if r[1] is None else (
-            r[1][e].precision if e in r[1] and r[1][e].fits else (r[1][e].status if e in r[1] else "-")))
+        prec = Column(e, lambda r: "" if r[1] is None else _setup(r[1].get(e), shape=False))
         return [
             Column(f"{e} setup", lambda r: "" if r[1] is None else _setup(r[1].get(e)), priority=1, fallback=prec),
             Column("job tok/s", lambda r: "" if job(r) is None else f"{r[1][e].speed.throughput_tokens_per_s:,.0f}",

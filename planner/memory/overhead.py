@@ -1,19 +1,17 @@
 """Per-GPU and per-process overheads: every constant in one place, with its source.
 
-GPU side (no GPU measurement yet: public figures, marked UNMEASURED until benchmarks/gpu_runtime.py has run on a
-device and its results replace them). The fit rule: a GPU's planned peak (weights + KV + activations + these
-overheads) must stay within what torch can allocate on it (GpuSpec.memory_bytes); the allocator reserve below is
-the explicit margin for fragmentation. Loading transient on GPU: transformers 5 materialises and converts a few
-tensors at a time on the target device (core_model_loading.py, up to 4 in flight), inside that margin.
+GPU side: public figures, marked UNMEASURED in the plans. The fit rule: a GPU's planned peak (weights + KV +
+activations + these overheads) must stay within what torch can allocate on it (GpuSpec.memory_bytes); the allocator
+reserve below is the explicit margin for fragmentation. Loading transient on GPU: transformers 5 materialises and
+converts a few tensors at a time on the target device (core_model_loading.py, up to 4 in flight), inside that margin.
+
+Measured once, on a lent H100 80GB (torch 2.11.0+cu130, driver 580; benchmarks/results/gpu_runtime.md) and not yet
+applied (one device, one torch build): CUDA context 648,871,936 B (above the 512 MiB below); device use beyond the
+tensors at the generate() peak 0.72-0.88 GiB for dense models in bf16/int8/nf4 (the 2.2 GiB planned on an H100 is
+1.3-1.5 GiB too high there) but 2.65 GiB for a Qwen3-MoE (1.97 GiB reserved and unallocated after loading its
+fused experts: 0.45 GiB above the plan). Replacing the constants needs the same run on the other GPU kinds.
 """
 from __future__ import annotations
-
-# Measured once, on a lent H100 80GB (torch 2.11.0+cu130, driver 580; benchmarks/results/gpu_runtime.md), not yet
-# applied below (one device, one torch build): CUDA context 648,871,936 B (above the 512 MiB planned); device use
-# beyond the tensors at the generate() peak 0.72-0.88 GiB for dense models in bf16/int8/nf4 (the planned 2.2 GiB
-# on an H100 is 1.3-1.5 GiB too high there) but 2.65 GiB for a Qwen3-MoE (1.97 GiB reserved and unallocated after
-# loading its fused experts: 0.45 GiB above the plan). Replacing these constants needs the same run on the other
-# GPU kinds and torch builds; until then they stay the public figures and the plans say UNMEASURED.
 
 from vplan.planner.hardware.gpus import GpuSpec
 from vplan.planner.units import GIB, MIB

@@ -281,7 +281,7 @@ def _quant(mt: str, c: dict) -> None:
         bits = _get(q, ("bits", "w_bit"), 4)
         allowed = (4, 8) if m == "gptq" else (4,)
         if isinstance(bits, bool) or bits not in allowed:
-            raise _Bad(f"quantization_config.bits", bits, f"vplan models {m} with {' or '.join(map(str, allowed))} "
+            raise _Bad("quantization_config.bits", bits, f"vplan models {m} with {' or '.join(map(str, allowed))} "
                        f"bits only; {_NOT_MODELLED}", unsupported=isinstance(bits, int) and not isinstance(bits, bool))
         g = _get(q, ("group_size", "q_group_size"), 128)
         if isinstance(g, bool) or not isinstance(g, int) or not (g == -1 or 1 <= g <= 1_048_576):
@@ -338,12 +338,17 @@ def validate_config(config, model_id: str, architecture: str | None = None, fiel
             _apply(COMMON, config, optional_only=True)
             _quant_fields_if_any(config)
     except _Bad as e:
-        err = UnsupportedModelError if e.unsupported else MalformedConfigError
-        value = "" if e.value is None else f" = {_show(e.value)}:"
-        field = field_prefix + e.field
-        field = field if len(field) <= 60 else field[:57] + "..."
-        fix = "" if e.unsupported else "; fix config.json"
-        raise err(f"{where}: {field}{value} {e.allowed}{fix}") from None
+        raise _line(e, model_id, field_prefix) from None
+
+
+def _line(e: "_Bad", model_id: str, field_prefix: str = "") -> Exception:
+    """The one-line error of a violation: the field (where it sits in config.json), its value, what is allowed."""
+    err = UnsupportedModelError if e.unsupported else MalformedConfigError
+    value = "" if e.value is None else f" = {_show(e.value)}:"
+    field = field_prefix + e.field
+    field = field if len(field) <= 60 else field[:57] + "..."
+    fix = "" if e.unsupported else "; fix config.json"
+    return err(f"config.json of {model_id}: {field}{value} {e.allowed}{fix}")
 
 
 def _quant_fields_if_any(c: dict) -> None:
@@ -351,43 +356,37 @@ def _quant_fields_if_any(c: dict) -> None:
         _quant("", c)
 
 
-_VISION_SIZES = ("hidden_size", "intermediate_size", "patch_size", "num_channels", "in_channels", "image_size",
-                 "num_attention_heads", "num_heads", "temporal_patch_size", "spatial_merge_size", "out_hidden_size",
-                 "num_position_embeddings")
-_VISION_DEPTHS = ("num_hidden_layers", "depth")
+_VISION_WHY = "a size of the vision tower"
+VISION: tuple[Rule, ...] = tuple(
+    _r(k, "int", 1, 1_048_576, _VISION_WHY) for k in (
+        "hidden_size", "intermediate_size", "patch_size", "num_channels", "in_channels", "image_size",
+        "num_attention_heads", "num_heads", "temporal_patch_size", "spatial_merge_size", "out_hidden_size",
+        "num_position_embeddings")) + (
+    _r(("num_hidden_layers", "depth"), "int", 1, MAX_LAYERS, "the vision tower's layers"),
+    _r("deepstack_visual_indexes", "list"))
+PROJECTOR: tuple[Rule, ...] = (_r("spatial_merge_size", "int", 1, 1024, "patches merged per side"),)
 
 
 def validate_vision(vision: dict, top: dict, model_id: str) -> None:
     """The resolved vision config (and the top-level projector fields) of a multimodal model: every size the vision
     tower's closed forms (model/vision.py) read is a positive whole number in range, so its parameters are sized,
-    never negative or fractional. One MalformedConfigError line, as validate_config."""
+    never negative or fractional. One line, as validate_config (fields named vision_config.<field>)."""
     try:
-        for k in _VISION_SIZES + _VISION_DEPTHS:
-            if k in vision:
-                _int_in(f"vision_config.{k}", vision[k], MAX_LAYERS if k in _VISION_DEPTHS else 1_048_576)
-        if "image_size" in vision and "patch_size" in vision and vision["patch_size"] > vision["image_size"]:
-            raise _Bad("vision_config.patch_size", vision["patch_size"],
-                       f"is larger than image_size ({vision['image_size']}): no patch fits an image")
-        idx = vision.get("deepstack_visual_indexes")
-        if idx is not None:
-            if not isinstance(idx, list) or len(idx) > MAX_LAYERS:
-                raise _Bad("vision_config.deepstack_visual_indexes", idx, f"must be a list of up to {MAX_LAYERS} layer indexes")
-            for i, x in enumerate(idx):
-                _int_in(f"vision_config.deepstack_visual_indexes[{i}]", x, MAX_LAYERS, low=0)
-        if "spatial_merge_size" in top:
-            _int_in("spatial_merge_size", top["spatial_merge_size"], 1024)
-        layers = top.get("vision_feature_layer")
-        if layers is not None:
-            ok = (isinstance(layers, int) and not isinstance(layers, bool)) or (
-                isinstance(layers, list) and 0 < len(layers) <= MAX_LAYERS
-                and all(isinstance(x, int) and not isinstance(x, bool) for x in layers))
-            if not ok:
-                raise _Bad("vision_feature_layer", layers, "must be a layer index or a non-empty list of them")
+        _apply(VISION, vision, optional_only=True)
+        if vision.get("image_size") and vision.get("patch_size", 0) > vision["image_size"]:
+            raise _Bad("patch_size", vision["patch_size"], f"is larger than image_size ({vision['image_size']}): no "
+                                                           "patch fits an image")
+        for i, x in enumerate(vision.get("deepstack_visual_indexes") or []):
+            if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < MAX_LAYERS:
+                raise _Bad(f"deepstack_visual_indexes[{i}]", x, f"must be a layer index from 0 to {MAX_LAYERS - 1}")
     except _Bad as e:
-        value = "" if e.value is None else f" = {_show(e.value)}:"
-        raise MalformedConfigError(f"config.json of {model_id}: {e.field}{value} {e.allowed}; fix config.json") from None
-
-
-def _int_in(field: str, v, high: int, low: int = 1) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
-        raise _Bad(field, v, f"must be a whole number from {low} to {high:,}")
+        raise _line(e, model_id, "vision_config.") from None
+    try:
+        _apply(PROJECTOR, top, optional_only=True)
+        layers = top.get("vision_feature_layer")
+        if layers is not None and not ((isinstance(layers, int) and not isinstance(layers, bool)) or (
+                isinstance(layers, list) and 0 < len(layers) <= MAX_LAYERS
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in layers))):
+            raise _Bad("vision_feature_layer", layers, "must be a layer index or a non-empty list of them")
+    except _Bad as e:
+        raise _line(e, model_id) from None
