@@ -358,13 +358,13 @@ def _quant_fields_if_any(c: dict) -> None:
 
 _VISION_WHY = "a size of the vision tower"
 VISION: tuple[Rule, ...] = tuple(
-    _r(k, "int", 1, 1_048_576, _VISION_WHY) for k in (
+    _r(k, "int", 1, 1_048_576, _VISION_WHY, nullable=False) for k in (
         "hidden_size", "intermediate_size", "patch_size", "num_channels", "in_channels", "image_size",
         "num_attention_heads", "num_heads", "temporal_patch_size", "spatial_merge_size", "out_hidden_size",
         "num_position_embeddings")) + (
-    _r(("num_hidden_layers", "depth"), "int", 1, MAX_LAYERS, "the vision tower's layers"),
+    _r(("num_hidden_layers", "depth"), "int", 1, MAX_LAYERS, "the vision tower's layers", nullable=False),
     _r("deepstack_visual_indexes", "list"))
-PROJECTOR: tuple[Rule, ...] = (_r("spatial_merge_size", "int", 1, 1024, "patches merged per side"),)
+PROJECTOR: tuple[Rule, ...] = (_r("spatial_merge_size", "int", 1, 1024, "patches merged per side", nullable=False),)
 
 
 def validate_vision(vision: dict, top: dict, model_id: str) -> None:
@@ -384,7 +384,7 @@ def validate_vision(vision: dict, top: dict, model_id: str) -> None:
     try:
         _apply(PROJECTOR, top, optional_only=True)
         layers = top.get("vision_feature_layer")
-        if layers is not None and not ((isinstance(layers, int) and not isinstance(layers, bool)) or (
+        if "vision_feature_layer" in top and not ((isinstance(layers, int) and not isinstance(layers, bool)) or (
                 isinstance(layers, list) and 0 < len(layers) <= MAX_LAYERS
                 and all(isinstance(x, int) and not isinstance(x, bool) for x in layers))):
             raise _Bad("vision_feature_layer", layers, "must be a layer index or a non-empty list of them")

@@ -318,17 +318,19 @@ def test_vllm_refuses_families_it_has_no_layout_of(tmp_path, name):
 
 @pytest.mark.parametrize("fixture,path,value,expected", [
     ("gemma-3-27b", ("vision_config", "hidden_size"), -1, "vision_config.hidden_size = -1: must be a whole number"),
+    ("gemma-3-27b", ("vision_config", "hidden_size"), None, "vision_config.hidden_size is null: give a value"),
     ("gemma-3-27b", ("text_config", "num_hidden_layers"), 124, "text_config.layer_types"),
     ("llama4-default", ("text_config", "num_local_experts"), -1, "text_config.num_local_experts = -1"),
     ("llama4-maverick", ("text_config", "intermediate_size_mlp"), 0.0, "text_config.intermediate_size_mlp = 0.0"),
     ("mistral-small-3.1", ("vision_config", "patch_size"), 4000, "vision_config.patch_size = 4000"),
+    ("mistral-small-3.1", (None, "vision_feature_layer"), None, "vision_feature_layer must be a layer index"),
 ])
 def test_multimodal_fields_are_checked_like_text_fields(tmp_path, fixture, path, value, expected):
     """Found by the fuzz once multimodal configs joined it: the text_config of a multimodal model (and a Llama 4 text
     config) had no field checks, the vision_config none at all: negative or fractional sizes ended in a plan
     invariant error, a too-short layer_types in an IndexError (exit 70). Now one line naming the nested field."""
     c = json.loads((REPO_CONFIGS / f"{fixture}.json").read_text())
-    c[path[0]][path[1]] = value
+    (c[path[0]] if path[0] else c)[path[1]] = value
     folder = tmp_path / "m"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(c))
